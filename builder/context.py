@@ -1,0 +1,81 @@
+"""The Context: one object that owns the workspace and every path inside it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import PfbuildError
+
+DEFAULT_WORKSPACE = Path("pfbuild-work")
+DEFAULT_MAX_AGE_DAYS = 7.0
+DEFAULT_BUILD_USER = "pfbuild"
+
+
+def prepare_workspace(workspace: Path) -> Path:
+    """Make the workspace (if needed), prove it is writable, and return its absolute path."""
+    workspace = workspace.expanduser().absolute()
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workspace, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise PfbuildError(
+            f"workspace {workspace} is not writable",
+            exc.strerror or str(exc),
+            "pass --workspace DIR (or set PFBUILD_WORKSPACE) to a writable folder",
+        ) from None
+    return workspace
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings for one run plus the workspace layout; built once by the CLI, passed explicitly."""
+
+    workspace: Path
+    archive_overrides: tuple[tuple[str, str], ...] = ()
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS
+    build_user: str = DEFAULT_BUILD_USER
+    keyring_debs: tuple[tuple[str, Path], ...] = ()
+    docker_host: str | None = field(default=None)
+
+    def archive_override(self, target: str) -> str | None:
+        """The archive URL the user set for `target`, if any."""
+        return dict(self.archive_overrides).get(target)
+
+    def keyring_deb(self, target: str) -> Path | None:
+        """A local archive-keyring .deb the user supplied for `target`, if any."""
+        return dict(self.keyring_debs).get(target)
+
+    @property
+    def chroots_dir(self) -> Path:
+        return self.workspace / "chroots"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.workspace / "images"
+
+    @property
+    def keyrings_dir(self) -> Path:
+        return self.workspace / "keyrings"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workspace / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.workspace / "cache"
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.workspace / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def stage_root(self) -> Path:
+        """Where inputs for the build user are staged: outside /root, readable by that user."""
+        return Path(os.environ.get("PFBUILD_STAGE_ROOT", "/var/tmp/pfbuild-stage"))
