@@ -75,6 +75,14 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def build_dir(self, recipe: str, version: str, target: str) -> Path:
+        """Results of one sbuild run: .debs, .changes, .buildinfo, build.log, result.json."""
+        return self.workspace / "builds" / recipe / version / target
+
+    def report_dir(self, recipe: str, version: str, target: str) -> Path:
+        """The hardening report (hardening.json, hardening.txt) of one target's build."""
+        return self.workspace / "reports" / recipe / version / target
+
     @property
     def stage_root(self) -> Path:
         """Where inputs for the build user are staged: outside /root, readable by that user."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: a fresh Context per test, and one bootstrapped workspace per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.context import Context, prepare_workspace
+from builder.distro import TARGETS, Distribution
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MIRROR = Path(os.environ.get("PFBUILD_SHARED_MIRROR", str(REPO.parent / "shared" / "mirror")))
+UBUNTU_KEYRING_DEB = (
+    SHARED_MIRROR / "ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb"
+)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    """A Context on an empty workspace of this test's own."""
+    return Context(workspace=prepare_workspace(tmp_path / "ws"))
+
+
+@pytest.fixture(scope="session")
+def shared_workspace() -> Path:
+    """One workspace for the integration tests of a session, kept between runs to reuse chroots.
+
+    Base environments take a minute each to make; tests that only need one reuse this workspace
+    (pfbuild's own caching is what makes that safe). PFBUILD_TEST_WORKSPACE moves it.
+    """
+    path = Path(os.environ.get("PFBUILD_TEST_WORKSPACE", "/var/tmp/pfbuild-test-work"))
+    return prepare_workspace(path)
+
+
+@pytest.fixture(scope="session")
+def shared_ctx(shared_workspace: Path) -> Context:
+    """The Context of the shared integration workspace."""
+    return Context(workspace=shared_workspace)
+
+
+@pytest.fixture(params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> Iterator[Distribution]:
+    """Each target distribution in turn."""
+    yield TARGETS[request.param]
