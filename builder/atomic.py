@@ -23,7 +23,7 @@ def remove_path(path: Path) -> None:
 
 @contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces `final` in one rename, on error it vanishes."""
+    """Yield a temporary path that replaces `final` in one rename on success, else vanishes."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(final, "tmp")
     remove_path(tmp)

@@ -157,4 +157,3 @@ def bootstrap(
         if images:
             made[dist.name]["image"] = ensure_base_image(ctx, dist)
     return made
-

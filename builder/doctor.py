@@ -109,7 +109,9 @@ def check_build_user(user: str, etc: Path = Path("/etc")) -> Check:
         return Check("build user", False, f"user {user!r} does not exist")
     for kind in ("subuid", "subgid"):
         if not any(count >= SUBID_COUNT for _, count in subid_ranges(user, etc / kind)):
-            return Check("build user", False, f"{user!r} has no {SUBID_COUNT}-id range in /etc/{kind}")
+            return Check(
+                "build user", False, f"{user!r} has no {SUBID_COUNT}-id range in /etc/{kind}"
+            )
     start, count = subid_ranges(user, etc / "subuid")[0]
     return Check("build user", True, f"{user} (subuid/subgid {start}+{count})")
 
@@ -157,7 +159,9 @@ def run_checks(ctx: Context) -> list[Check]:
 def format_report(checks: list[Check]) -> str:
     """A table a person can read: status, name, detail."""
     width = max(len(c.name) for c in checks)
-    return "\n".join(f"{'ok' if c.ok else 'MISSING':8}{c.name:<{width}}  {c.detail}" for c in checks)
+    return "\n".join(
+        f"{'ok' if c.ok else 'MISSING':8}{c.name:<{width}}  {c.detail}" for c in checks
+    )
 
 
 def _free_subid_start(etc: Path) -> int:
@@ -183,10 +187,18 @@ def fix_cmdlines(ctx: Context, checks: list[Check], etc: Path = Path("/etc")) ->
         try:
             pwd.getpwnam(user)
         except KeyError:
-            cmds.append([
-                "useradd", "--system", "--create-home", "--home-dir", f"/var/lib/{user}",
-                "--shell", "/usr/sbin/nologin", user,
-            ])
+            cmds.append(
+                [
+                    "useradd",
+                    "--system",
+                    "--create-home",
+                    "--home-dir",
+                    f"/var/lib/{user}",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    user,
+                ]
+            )
         start = _free_subid_start(etc)
         span = f"{start}-{start + SUBID_COUNT - 1}"
         cmds.append(["usermod", "--add-subuids", span, "--add-subgids", span, user])
@@ -205,7 +217,9 @@ def dockerd_cmdline(ctx: Context) -> list[str]:
         # exec-root holds containerd's socket: keep it short (unix socket paths are <108 bytes).
         short = Path("/run") / f"pfbuild-docker-{hashlib.sha256(host.encode()).hexdigest()[:8]}"
         cmd += [
-            f"--host={host}", f"--data-root={state / 'data'}", f"--exec-root={short}",
+            f"--host={host}",
+            f"--data-root={state / 'data'}",
+            f"--exec-root={short}",
             f"--pidfile={state / 'dockerd.pid'}",
         ]
     return cmd

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import docker
 import docker.errors
 
+import docker
 from builder.context import Context
 from builder.errors import PfbuildError
 

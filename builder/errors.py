@@ -26,7 +26,9 @@ class PfbuildError(Exception):
 class CommandError(PfbuildError):
     """A process exited non-zero; carries the command line and the tail of its output."""
 
-    def __init__(self, cmdline: str, returncode: int, tail: str, log_path: str | None = None) -> None:
+    def __init__(
+        self, cmdline: str, returncode: int, tail: str, log_path: str | None = None
+    ) -> None:
         self.cmdline = cmdline
         self.returncode = returncode
         self.tail = tail

@@ -41,18 +41,17 @@ def _status_fingerprints(status: str) -> list[str]:
 
 def verify_signature(keyring: Path, signed: Path, signature: Path | None = None) -> str:
     """Verify an inline (`signature` None) or detached signature with gpgv; return the signer."""
-    with tempfile.NamedTemporaryFile(prefix="pfbuild-gpgv-status-") as status:
-        cmd: list[str | Path] = ["gpgv", "--status-file", status.name, "--keyring", keyring.absolute()]
-        cmd += [signature, signed] if signature is not None else [signed]
-        try:
-            run.run(cmd)
-        except CommandError as exc:
-            raise PfbuildError(
-                f"bad or unknown OpenPGP signature on {signed.name}",
-                exc.tail.strip().splitlines()[-1] if exc.tail.strip() else "gpgv refused it",
-                "the file is corrupt or was not signed by the pinned key: do not use it",
-            ) from None
-        signers = _status_fingerprints(Path(status.name).read_text())
+    cmd: list[str | Path] = ["gpgv", "--status-fd", "1", "--keyring", keyring.absolute()]
+    cmd += [signature, signed] if signature is not None else [signed]
+    try:
+        proc = run.run(cmd)
+    except CommandError as exc:
+        raise PfbuildError(
+            f"bad or unknown OpenPGP signature on {signed.name}",
+            exc.tail.strip().splitlines()[-1] if exc.tail.strip() else "gpgv refused it",
+            "the file is corrupt or was not signed by the pinned key: do not use it",
+        ) from None
+    signers = _status_fingerprints(proc.stdout.decode(errors="replace"))
     if not signers:
         raise PfbuildError(f"no valid signature on {signed.name}", "gpgv reported no VALIDSIG")
     return signers[0]

@@ -1,4 +1,4 @@
-"""Archive keyrings per target: the host's, or one taken from the archive and pinned by fingerprint."""
+"""Archive keyrings per target: the host's, or one from the archive pinned by fingerprint."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _find_keyring_deb(
 ) -> Path:
     """Locate and download the keyring package through the (not yet trusted) Packages index."""
     packages = lzma.decompress(packages_xz)
-    for para in deb822.Packages.iter_paragraphs(packages.decode()):
+    for para in deb822.Packages.iter_paragraphs(packages.decode(), use_apt_pkg=False):
         if para.get("Package") == keyring.package:
             deb = tmp / Path(para["Filename"]).name
             digest = download(f"{dist.archive_url}/{para['Filename']}", deb)
@@ -98,7 +98,7 @@ def _check_archive_signed(
 
 
 def ensure_keyring(ctx: Context, dist: Distribution) -> Path:
-    """Return a trusted keyring for `dist`, fetching and checking it once if the archive ships it."""
+    """Return a trusted keyring for `dist`, fetched and checked once if the archive ships it."""
     final = keyring_path(ctx, dist)
     keyring = dist.keyring
     if not isinstance(keyring, ArchiveKeyring):

@@ -19,7 +19,9 @@ TAIL_LINES = 25
 Arg = str | Path
 
 
-def as_user_cmdline(user: str, cmd: Sequence[Arg], env: Mapping[str, str] | None = None) -> list[str]:
+def as_user_cmdline(
+    user: str, cmd: Sequence[Arg], env: Mapping[str, str] | None = None
+) -> list[str]:
     """Wrap a command so it runs as `user` with a clean login-like environment."""
     try:
         home = pwd.getpwnam(user).pw_dir
@@ -29,7 +31,12 @@ def as_user_cmdline(user: str, cmd: Sequence[Arg], env: Mapping[str, str] | None
             "sbuild's unshare mode must run as an unprivileged user with subuid/subgid ranges",
             "run `pfbuild doctor --fix` as root",
         ) from None
-    pairs = [f"HOME={home}", f"USER={user}", f"LOGNAME={user}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    pairs = [
+        f"HOME={home}",
+        f"USER={user}",
+        f"LOGNAME={user}",
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
     pairs += [f"{k}={v}" for k, v in (env or {}).items()]
     return ["runuser", "-u", user, "--", "env", "-i", *pairs, *[str(c) for c in cmd]]
 
@@ -59,8 +66,7 @@ def run(
     """Run `cmd`; output is captured (or streamed to `log_path`); raise CommandError on failure."""
     argv = [str(c) for c in cmd]
     if needs_user_switch(user):
-        assert user is not None
-        argv = as_user_cmdline(user, argv, env)
+        argv = as_user_cmdline(str(user), argv, env)
         full_env = None
     else:
         full_env = {**os.environ, **env} if env else None
@@ -71,25 +77,39 @@ def run(
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("wb") as out:
                 proc = subprocess.run(
-                    argv, cwd=cwd, env=full_env, input=input, stdout=out,
-                    stderr=subprocess.STDOUT, timeout=timeout, check=False,
+                    argv,
+                    cwd=cwd,
+                    env=full_env,
+                    input=input,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
                 )
             proc = subprocess.CompletedProcess(argv, proc.returncode, log_path.read_bytes(), b"")
         else:
             proc = subprocess.run(
-                argv, cwd=cwd, env=full_env, input=input, capture_output=True,
-                timeout=timeout, check=False,
+                argv,
+                cwd=cwd,
+                env=full_env,
+                input=input,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
             )
     except FileNotFoundError:
         raise PfbuildError(
-            f"cannot run {argv[0]!r}", "it is not installed or not on PATH",
+            f"cannot run {argv[0]!r}",
+            "it is not installed or not on PATH",
             "run `pfbuild doctor --fix` as root",
         ) from None
     except subprocess.TimeoutExpired:
         raise PfbuildError(f"command timed out after {timeout} s: {cmdline}") from None
     if check and proc.returncode != 0:
         output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
-        raise CommandError(cmdline, proc.returncode, _tail(output), str(log_path) if log_path else None)
+        raise CommandError(
+            cmdline, proc.returncode, _tail(output), str(log_path) if log_path else None
+        )
     return proc
 
 
@@ -114,7 +134,10 @@ def spawn_daemon(cmd: Sequence[Arg], log_path: Path) -> int:
     with log_path.open("ab") as out:
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except FileNotFoundError:

@@ -12,7 +12,9 @@ from builder.context import Context, prepare_workspace
 from builder.distro import TARGETS, Distribution
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MIRROR = Path(os.environ.get("PFBUILD_SHARED_MIRROR", str(REPO.parent / "shared" / "mirror")))
+SHARED_MIRROR = Path(
+    os.environ.get("PFBUILD_SHARED_MIRROR", str(REPO.parent / "shared" / "mirror"))
+)
 UBUNTU_KEYRING_DEB = (
     SHARED_MIRROR / "ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb"
 )

@@ -11,7 +11,10 @@ from builder.distro import TARGETS, Distribution, get_target
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
     """`--target T` (repeatable); none means every target."""
     parser.add_argument(
-        "--target", action="append", default=[], metavar="T",
+        "--target",
+        action="append",
+        default=[],
+        metavar="T",
         help=f"a target distribution ({', '.join(TARGETS)}); repeatable; default: all",
     )
 

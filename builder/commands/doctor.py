@@ -14,7 +14,8 @@ HELP = "check the host prerequisites (--fix installs and starts what is missing,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--fix", action="store_true",
+        "--fix",
+        action="store_true",
         help="install missing packages, create the build user, start dockerd (root only)",
     )
 

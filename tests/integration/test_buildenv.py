@@ -1,0 +1,69 @@
+"""Base build environments for real: mmdebstrap chroots used by sbuild, images used by docker."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.buildenv import bootstrap, chroot_tarball_path, ensure_base_image
+from builder.context import Context
+from builder.distro import Distribution
+from builder.sbuild import build_package
+from tests.pkgfactory import make_source_package
+
+pytestmark = pytest.mark.integration
+
+
+def test_bootstrap_twice_reuses_everything(
+    shared_ctx: Context, target: Distribution, caplog: pytest.LogCaptureFixture
+) -> None:
+    bootstrap(shared_ctx, [target])
+    tarball = chroot_tarball_path(shared_ctx, target)
+    before = tarball.stat().st_mtime_ns
+    caplog.set_level(logging.INFO, logger="pfbuild")
+    caplog.clear()
+    made = bootstrap(shared_ctx, [target])
+    assert tarball.stat().st_mtime_ns == before
+    assert "making" not in caplog.text
+    assert f"{target.name}: chroot tarball reused" in caplog.text
+    assert f"{target.name}: base image reused" in caplog.text
+    assert made[target.name]["image"].startswith(f"pfbuild-base:{target.name}-")
+
+
+def test_base_image_runs_apt_update_with_host_network(
+    shared_ctx: Context, target: Distribution
+) -> None:
+    tag = ensure_base_image(shared_ctx, target)
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network", "host", tag, "apt-get", "update", "--error-on=any"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert target.archive_url in proc.stdout
+
+
+def test_sbuild_builds_a_tiny_package_in_the_chroot(
+    shared_ctx: Context, target: Distribution, tmp_path: Path
+) -> None:
+    dsc = make_source_package(tmp_path, version="1.0", distribution=target.name)
+    out = tmp_path / "result"
+    result = build_package(shared_ctx, "pfbuild-hello", dsc, target, out)
+    assert not result.reused
+    debs = sorted(out.glob("pfbuild-hello_1.0_amd64.deb"))
+    assert debs, sorted(p.name for p in out.iterdir())
+    info = subprocess.run(
+        ["dpkg-deb", "--field", str(debs[0]), "Version", "Architecture"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Version: 1.0" in info
+    log = (out / "build.log").read_text()
+    assert f"Distribution: {target.name}" in log
+    assert "Status: successful" in log
