@@ -1,0 +1,42 @@
+"""`pfbuild build RECIPE VERSION [--target T]`: .debs per target with sbuild."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from builder.build import build_targets
+from builder.commands.common import add_target_argument, selected_targets
+from builder.context import Context
+from builder.distro import Distribution
+from builder.recipe import load_recipe
+from builder.source import prepare_source
+
+NAME = "build"
+HELP = "build the .debs of a recipe for each target with sbuild (unshare mode)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe name, e.g. postfix")
+    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+    add_target_argument(parser)
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="targets built side by side (default 1)"
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe)
+    recipe.validate_version(args.version)
+    targets = selected_targets(ctx, args)
+
+    def source_for(dist: Distribution) -> Path:
+        return prepare_source(ctx, recipe, args.version, dist)
+
+    results = build_targets(
+        ctx, recipe.name, args.version, targets, source_for, parallel=max(1, args.jobs)
+    )
+    for result in results:
+        state = "unchanged" if result.reused else "built"
+        print(f"{result.target:10}{state:10}{result.out_dir}")
+    return 0

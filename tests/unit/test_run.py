@@ -1,0 +1,48 @@
+"""The process runner: argument lists, failures explained with the command and its output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder import run
+from builder.errors import CommandError, PfbuildError
+
+pytestmark = pytest.mark.unit
+
+
+def test_failure_carries_command_status_and_tail() -> None:
+    with pytest.raises(CommandError) as exc:
+        run.run(["sh", "-c", "for i in $(seq 1 40); do echo line$i; done; exit 7"])
+    err = exc.value
+    assert err.returncode == 7
+    assert "line40" in err.tail and "line1\n" not in err.tail
+    assert "exit status 7" in err.one_line() and "line40" in err.one_line()
+
+
+def test_output_goes_to_the_log_and_the_error_names_it(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "x.log"
+    with pytest.raises(CommandError) as exc:
+        run.run(["sh", "-c", "echo to-the-log; exit 1"], log_path=log)
+    assert log.read_text() == "to-the-log\n"
+    assert str(log) in exc.value.one_line()
+
+
+def test_missing_program_is_a_handled_error() -> None:
+    with pytest.raises(PfbuildError) as exc:
+        run.run(["pfbuild-no-such-program"])
+    assert "not installed" in exc.value.one_line()
+
+
+def test_user_switch_is_runuser_with_a_clean_environment() -> None:
+    cmd = run.as_user_cmdline("root", ["id", "-u"], {"LANG": "C.UTF-8"})
+    assert cmd[:6] == ["runuser", "-u", "root", "--", "env", "-i"]
+    assert "HOME=/root" in cmd and "LANG=C.UTF-8" in cmd
+    assert cmd[-2:] == ["id", "-u"]
+
+
+def test_unknown_user_is_explained() -> None:
+    with pytest.raises(PfbuildError) as exc:
+        run.as_user_cmdline("no-such-user-pfbuild", ["true"])
+    assert "doctor --fix" in exc.value.one_line()
