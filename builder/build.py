@@ -50,13 +50,13 @@ def build_targets(
             except PfbuildError as exc:
                 log.error("%s: %s", name, exc.one_line())
                 if exc.details:
-                    log.error("%s", exc.details)
+                    log.error("%s: last lines of the log:\n%s", name, exc.details)
                 failures.append((name, exc))
     if failures:
         built = ", ".join(r.target for r in results) or "none"
         raise PfbuildError(
             f"build failed for {', '.join(n for n, _ in failures)} (built: {built})",
-            "; ".join(f"{n}: {e.why or e.what}".splitlines()[0] for n, e in failures),
+            "; ".join(f"{n}: {e.why or e.what}" for n, e in failures),
             "read the build log named above; finished targets are kept",
         )
     return results

@@ -185,7 +185,7 @@ def is_readable_by(user: str, path: Path) -> bool:
     return run.run(["test", "-r", path], user=user, check=False).returncode == 0
 
 
-def _stage(ctx: Context, name: str) -> Path:
+def make_stage_dir(ctx: Context, name: str) -> Path:
     """A fresh directory the build user owns, outside the (maybe unreadable) workspace."""
     stage = ctx.stage_root / f"{name}-{os.getpid()}"
     remove_path(stage)
@@ -196,7 +196,8 @@ def _stage(ctx: Context, name: str) -> Path:
     return stage
 
 
-def _place(src: Path, dest: Path) -> None:
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Hard-link `src` to `dest` when they share a file system, else copy it."""
     try:
         os.link(src, dest)
     except OSError:
@@ -248,14 +249,14 @@ def build_package(
         files = previous.get("files")
         names = tuple(str(f) for f in files) if isinstance(files, list) else ()
         return BuildResult(dist.name, out_dir, key, names, True)
-    stage = _stage(ctx, f"{recipe}-{dist.name}")
+    stage = make_stage_dir(ctx, f"{recipe}-{dist.name}")
     try:
         for path in dsc_files(dsc):
-            _place(path, stage / path.name)
+            link_or_copy(path, stage / path.name)
         chroot = deps.path
         if not is_readable_by(ctx.build_user, chroot):
             chroot = stage / deps.path.name
-            _place(deps.path, chroot)
+            link_or_copy(deps.path, chroot)
         build_dir = stage / "out"
         build_dir.mkdir()
         if os.geteuid() == 0:
@@ -274,8 +275,9 @@ def build_package(
         except PfbuildError as exc:
             raise PfbuildError(
                 f"sbuild failed for {dsc.name} on {dist.name}",
-                f"see the build log {live_log}; last lines:\n" + getattr(exc, "details", ""),
+                f"see the build log {live_log}",
                 "fix the package; the previous results in the workspace are untouched",
+                details=exc.details,
             ) from None
         with atomic_dir(out_dir) as tmp:
             files = sorted(p.name for p in build_dir.iterdir() if p.suffix in RESULT_SUFFIXES)
