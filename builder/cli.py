@@ -12,15 +12,29 @@ from pathlib import Path
 from types import ModuleType
 
 from builder import __version__
-from builder.commands import bootstrap, doctor
-from builder.context import DEFAULT_BUILD_USER, DEFAULT_MAX_AGE_DAYS, DEFAULT_WORKSPACE, Context
-from builder.context import prepare_workspace
+from builder.commands import bootstrap, build, check, doctor, fetch, publish, serve, source
+from builder.context import (
+    DEFAULT_BUILD_USER,
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_WORKSPACE,
+    Context,
+    prepare_workspace,
+)
 from builder.distro import get_target
-from builder.errors import CommandError, PfbuildError
+from builder.errors import PfbuildError
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
-COMMANDS: tuple[ModuleType, ...] = (doctor, bootstrap)
+COMMANDS: tuple[ModuleType, ...] = (
+    doctor,
+    bootstrap,
+    fetch,
+    source,
+    build,
+    check,
+    publish,
+    serve,
+)
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -31,7 +45,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def _env_pairs(prefix: str) -> list[tuple[str, str]]:
-    return [(k[len(prefix):].lower(), v) for k, v in os.environ.items() if k.startswith(prefix) and v]
+    return [
+        (k[len(prefix) :].lower(), v) for k, v in os.environ.items() if k.startswith(prefix) and v
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,32 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pfbuild {__version__}")
     parser.add_argument(
-        "--workspace", type=Path,
+        "--workspace",
+        type=Path,
         default=Path(os.environ.get("PFBUILD_WORKSPACE", str(DEFAULT_WORKSPACE))),
         help="where every output and cache lives (env PFBUILD_WORKSPACE; default ./pfbuild-work)",
     )
     parser.add_argument("--debug", action="store_true", help="log every command; show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument(
-        "--archive", type=_pair, action="append", default=[], metavar="TARGET=URL",
+        "--archive",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="TARGET=URL",
         help="read TARGET from another archive (a local mirror or snapshot; "
         "env PFBUILD_ARCHIVE_<TARGET>)",
     )
     parser.add_argument(
-        "--keyring-deb", type=_pair, action="append", default=[], metavar="TARGET=DEB",
+        "--keyring-deb",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="TARGET=DEB",
         help="take TARGET's archive keyring from this local .deb (still checked by fingerprint)",
     )
     parser.add_argument(
-        "--max-age-days", type=float,
+        "--max-age-days",
+        type=float,
         default=float(os.environ.get("PFBUILD_MAX_AGE_DAYS", DEFAULT_MAX_AGE_DAYS)),
         help="rebuild base environments older than this (env PFBUILD_MAX_AGE_DAYS; default 7)",
     )
     parser.add_argument(
-        "--build-user", default=os.environ.get("PFBUILD_BUILD_USER", DEFAULT_BUILD_USER),
+        "--build-user",
+        default=os.environ.get("PFBUILD_BUILD_USER", DEFAULT_BUILD_USER),
         help="the unprivileged user sbuild runs as (default pfbuild)",
     )
     parser.add_argument(
-        "--docker-host", default=os.environ.get("DOCKER_HOST"),
+        "--docker-host",
+        default=os.environ.get("DOCKER_HOST"),
         help="the Docker Engine to use (default: DOCKER_HOST or the local socket)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -120,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PfbuildError as exc:
         if args.debug:
             traceback.print_exc()
-        elif isinstance(exc, CommandError) and exc.details:
+        elif exc.details:
             print(exc.details, file=sys.stderr)
         print(f"pfbuild: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_FAILED

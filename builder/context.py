@@ -75,6 +75,21 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def dist_dir(self) -> Path:
+        """Published artifacts; the apt repository is served from dist_dir / "apt"."""
+        return self.workspace / "dist"
+
+    @property
+    def aptly_dir(self) -> Path:
+        """aptly's root (database, pool, its own public tree), its config and the publish lock."""
+        return self.workspace / "aptly"
+
+    @property
+    def signing_dir(self) -> Path:
+        """The repository signing key store (a GNUPGHOME, mode 0700); secrets never leave it."""
+        return self.workspace / "signing"
+
     def build_dir(self, recipe: str, version: str, target: str) -> Path:
         """Results of one sbuild run: .debs, .changes, .buildinfo, build.log, result.json."""
         return self.workspace / "builds" / recipe / version / target
@@ -83,7 +98,12 @@ class Context:
         """The hardening report (hardening.json, hardening.txt) of one target's build."""
         return self.workspace / "reports" / recipe / version / target
 
+    def source_dir(self, recipe: str, version: str, target: str) -> Path:
+        """One target's source package: .dsc, .debian.tar.*, orig tarball, overlay report."""
+        return self.workspace / "sources" / recipe / version / target
+
     @property
     def stage_root(self) -> Path:
         """Where inputs for the build user are staged: outside /root, readable by that user."""
-        return Path(os.environ.get("PFBUILD_STAGE_ROOT", "/var/tmp/pfbuild-stage"))
+        # A fixed, world-traversable place: the build user cannot enter /root, where clones live.
+        return Path(os.environ.get("PFBUILD_STAGE_ROOT", "/var/tmp/pfbuild-stage"))  # noqa: S108

@@ -1,0 +1,121 @@
+"""`pfbuild publish [RECIPE VERSION]`: the signed apt repository, switched into place atomically."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from builder import publish, serve, signing
+from builder.commands.common import add_target_argument, selected_targets
+from builder.context import Context
+from builder.distro import TARGETS
+from builder.errors import PfbuildError
+
+NAME = "publish"
+HELP = "publish the checked .debs of every target as a signed apt repository (dist/apt)"
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", nargs="?", help="the recipe whose build to add (default: all)")
+    parser.add_argument("version", nargs="?", help="the version of that recipe's build")
+    add_target_argument(parser)
+    parser.add_argument(
+        "--rollback",
+        metavar="SUITE",
+        choices=sorted(TARGETS),
+        help="switch SUITE back to the snapshot published before the live one",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(
+            "PFBUILD_REPO_URL", f"http://{serve.DEFAULT_HOST}:{serve.DEFAULT_PORT}/"
+        ),
+        help="where clients reach the repository; written into the exported .sources snippets "
+        "(env PFBUILD_REPO_URL; default: where `pfbuild serve` listens)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=publish.DEFAULT_LOCK_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for another publisher (default %(default)g)",
+    )
+    parser.add_argument(
+        "--allow-unchecked",
+        action="store_true",
+        help="publish builds whose hardening check did not pass or never ran (local use only)",
+    )
+    parser.add_argument(
+        "--signing-key",
+        default=os.environ.get("PFBUILD_SIGNING_KEY") or None,
+        metavar="FPR",
+        help="fingerprint of the signing key (env PFBUILD_SIGNING_KEY); default: a local key "
+        "generated in the workspace",
+    )
+    parser.add_argument(
+        "--gnupghome",
+        default=os.environ.get("PFBUILD_GNUPGHOME") or None,
+        metavar="DIR",
+        help="the GNUPGHOME holding --signing-key (env PFBUILD_GNUPGHOME; default GNUPGHOME)",
+    )
+    parser.add_argument(
+        "--signing-key-file",
+        default=os.environ.get("PFBUILD_SIGNING_KEY_FILE") or None,
+        metavar="FILE",
+        help="an exported secret key to import into the workspace key store "
+        "(env PFBUILD_SIGNING_KEY_FILE)",
+    )
+    parser.add_argument(
+        "--key-algo",
+        choices=signing.KEY_ALGOS,
+        default="ed25519",
+        help="algorithm of a generated local key (default %(default)s)",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if (args.recipe is None) != (args.version is None):
+        raise PfbuildError(
+            "publish takes a RECIPE and a VERSION, or neither",
+            fix="e.g. `pfbuild publish postfix 3.11.6`, or `pfbuild publish` for every build",
+        )
+    if args.rollback and args.recipe:
+        raise PfbuildError("--rollback takes no RECIPE VERSION", fix="pass only --rollback SUITE")
+    config = signing.SigningConfig(
+        fingerprint=args.signing_key,
+        gnupghome=_optional_path(args.gnupghome),
+        key_file=_optional_path(args.signing_key_file),
+        algo=args.key_algo,
+    )
+    options = publish.PublishOptions(
+        url=args.url, lock_timeout=args.lock_timeout, allow_unchecked=args.allow_unchecked
+    )
+    targets = selected_targets(ctx, args)
+    key = signing.ensure_signing_key(ctx, config)
+    try:
+        if args.rollback:
+            snapshot = publish.rollback_suite(ctx, args.rollback, key, options)
+            print(f"{args.rollback:10}rolled back to {snapshot}")
+        else:
+            recipe, version = args.recipe, args.version
+            states = publish.publish_repo(
+                ctx, targets, key, options, recipe=recipe, version=version
+            )
+            if not states:
+                raise PfbuildError(
+                    "nothing to publish",
+                    f"no build results for {', '.join(t.name for t in targets)} in {ctx.workspace}",
+                    "run `pfbuild build RECIPE VERSION` (and `pfbuild check`) first",
+                )
+            for state in states:
+                verb = "published" if state.changed else "unchanged"
+                print(f"{state.suite:10}{verb:10}{state.snapshot} ({len(state.packages)} packages)")
+    finally:
+        signing.stop_agent(ctx, key)
+    print(f"tree      {publish.tree_link(ctx)} (key {key.fingerprint})")
+    return 0

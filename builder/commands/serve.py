@@ -1,0 +1,31 @@
+"""`pfbuild serve`: the published apt tree over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from builder import publish, serve
+from builder.context import Context
+
+NAME = "serve"
+HELP = "serve the published apt repository over HTTP on 127.0.0.1 until interrupted"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PFBUILD_SERVE_PORT", serve.DEFAULT_PORT)),
+        help="TCP port (env PFBUILD_SERVE_PORT; default %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--bind",
+        default=serve.DEFAULT_HOST,
+        help="address to listen on (default %(default)s: only this host)",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    serve.serve_forever(publish.tree_link(ctx), args.bind, args.port)
+    return 0

@@ -1,0 +1,479 @@
+"""Unit tests of the publish stage: command lines, input checks, lock, dates, history, tree swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from debian import deb822
+
+from builder import publish, run
+from builder.atomic import remove_path
+from builder.cli import main
+from builder.context import Context
+from builder.distro import RESOLUTE, TRIXIE, Distribution
+from builder.errors import PfbuildError
+from builder.signing import SigningConfig, ensure_signing_key, stop_agent
+
+pytestmark = pytest.mark.unit
+
+CONF = Path("/ws/aptly/aptly.conf")
+FPR = "A" * 40
+
+
+# ---- a factory of small real binary builds, shared with the integration tests -----------------
+
+
+def make_deb(where: Path, package: str, version: str, arch: str, depends: str = "") -> Path:
+    """Build a tiny real .deb with dpkg-deb."""
+    root = where / f"{package}-{version}-{arch}"
+    (root / "DEBIAN").mkdir(parents=True)
+    doc = root / "usr" / "share" / "doc" / package
+    doc.mkdir(parents=True)
+    (doc / "version").write_text(f"{package} {version}\n")
+    control = deb822.Deb822(
+        {
+            "Package": package,
+            "Version": version,
+            "Architecture": arch,
+            "Maintainer": "pfbuild tests <tests@pfbuild.invalid>",
+            "Description": "tiny test package\n Made by the pfbuild test suite.",
+        }
+    )
+    if depends:
+        control["Depends"] = depends
+    (root / "DEBIAN" / "control").write_text(control.dump())
+    deb = where / f"{package}_{version}_{arch}.deb"
+    run.run(["dpkg-deb", "--root-owner-group", "--build", root, deb])
+    return deb
+
+
+def write_changes(build_dir: Path, source: str, version: str, debs: list[Path]) -> Path:
+    """A .changes listing `debs` with their SHA-256, the way sbuild leaves one."""
+    # Plain Deb822 to write; builder.publish reads it back with deb822.Changes.
+    changes = deb822.Deb822(
+        {
+            "Format": "1.8",
+            "Date": "Wed, 25 Nov 2026 00:00:00 +0000",
+            "Source": source,
+            "Binary": " ".join(sorted(d.name.split("_")[0] for d in debs)),
+            "Architecture": "amd64 all",
+            "Version": version,
+            "Distribution": "unstable",
+            "Maintainer": "pfbuild tests <tests@pfbuild.invalid>",
+            "Changes": f"\n {source} ({version}) unstable; urgency=medium",
+        }
+    )
+    changes["Checksums-Sha256"] = "".join(
+        f"\n {publish._sha256(d)} {d.stat().st_size} {d.name}" for d in debs
+    )
+    path = build_dir / f"{source}_{version}_amd64.changes"
+    path.write_text(changes.dump())
+    return path
+
+
+def make_build(ctx: Context, dist: Distribution, upstream: str, recipe: str = "hello") -> Path:
+    """A build directory like the build stage leaves: an amd64 and an all .deb plus .changes."""
+    version = f"{upstream}-1+pf1{dist.version_suffix}"
+    build_dir = ctx.build_dir(recipe, upstream, dist.name)
+    build_dir.mkdir(parents=True)
+    work = build_dir.parent / f".work-{dist.name}"
+    work.mkdir()
+    data = make_deb(work, "pfbuild-data", version, "all")
+    hello = make_deb(work, "pfbuild-hello", version, "amd64", f"pfbuild-data (= {version})")
+    debs = [data.rename(build_dir / data.name), hello.rename(build_dir / hello.name)]
+    write_changes(build_dir, "pfbuild-hello", version, debs)
+    write_verdict(ctx, dist, upstream, recipe, "pass")
+    return build_dir
+
+
+def write_verdict(
+    ctx: Context, dist: Distribution, upstream: str, recipe: str, verdict: str
+) -> None:
+    """The part of the check stage's hardening.json that publish reads."""
+    report = ctx.report_dir(recipe, upstream, dist.name) / "hardening.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"target": dist.name, "verdict": verdict}))
+
+
+# ---- command lines ----------------------------------------------------------------------------
+
+
+def test_aptly_cmdline_scrubs_source_date_epoch() -> None:
+    assert publish.aptly_cmdline(CONF, "repo", "list") == [
+        "env",
+        "-u",
+        "SOURCE_DATE_EPOCH",
+        "aptly",
+        "-config=/ws/aptly/aptly.conf",
+        "repo",
+        "list",
+    ]
+
+
+def test_publish_snapshot_cmdline_signs_by_hash_for_both_architectures() -> None:
+    cmd = publish.publish_snapshot_cmdline(CONF, "pfbuild-trixie-1", "trixie", FPR)
+    assert cmd[5:] == [
+        "publish",
+        "snapshot",
+        "-batch",
+        f"-gpg-key={FPR}",
+        "-acquire-by-hash",
+        "-architectures=amd64,all",
+        "-component=main",
+        "-distribution=trixie",
+        "-origin=pfbuild",
+        "-label=pfbuild",
+        "pfbuild-trixie-1",
+        ".",
+    ]
+
+
+def test_publish_switch_cmdline() -> None:
+    cmd = publish.publish_switch_cmdline(CONF, "resolute", "pfbuild-resolute-2", FPR)
+    assert cmd[5:] == [
+        "publish",
+        "switch",
+        "-batch",
+        f"-gpg-key={FPR}",
+        "-component=main",
+        "resolute",
+        ".",
+        "pfbuild-resolute-2",
+    ]
+
+
+def test_repo_commands_use_one_repo_per_target() -> None:
+    create = publish.repo_create_cmdline(CONF, RESOLUTE)
+    assert create[5:] == [
+        "repo",
+        "create",
+        "-distribution=resolute",
+        "-component=main",
+        "pfbuild-resolute",
+    ]
+    add = publish.repo_add_cmdline(CONF, TRIXIE, [Path("/b/a.deb")])
+    assert add[5:] == ["repo", "add", "pfbuild-trixie", "/b/a.deb"]
+    snap = publish.snapshot_create_cmdline(CONF, "s1", TRIXIE)
+    assert snap[5:] == ["snapshot", "create", "s1", "from", "repo", "pfbuild-trixie"]
+
+
+def test_aptly_config_keeps_everything_in_the_workspace(ctx: Context) -> None:
+    path = publish.write_aptly_config(ctx)
+    config = json.loads(path.read_text())
+    assert path.parent == ctx.aptly_dir
+    assert Path(config["rootDir"]).is_relative_to(ctx.workspace)
+    assert config["architectures"] == ["amd64", "all"]
+    assert config["gpgProvider"] == "gpg"
+
+
+def test_sources_snippet_is_deb822_with_signed_by() -> None:
+    text = publish.sources_snippet("http://127.0.0.1:9000", "trixie")
+    stanza = deb822.Deb822(line for line in text.splitlines() if not line.startswith("#"))
+    assert dict(stanza) == {
+        "Types": "deb",
+        "URIs": "http://127.0.0.1:9000/",
+        "Suites": "trixie",
+        "Components": "main",
+        "Signed-By": "/etc/apt/keyrings/pfbuild.asc",
+    }
+
+
+def test_options_refuse_a_url_apt_cannot_use() -> None:
+    with pytest.raises(PfbuildError, match="not an http"):
+        publish.PublishOptions(url="127.0.0.1:8080")
+
+
+def test_new_snapshot_name_is_unique_and_time_ordered() -> None:
+    now = 1795600000.0
+    first = publish.new_snapshot_name(TRIXIE, set(), now)
+    assert first == "pfbuild-trixie-20261125T094640Z"
+    assert publish.new_snapshot_name(TRIXIE, {first}, now) == first + "-2"
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+def test_checked_debs_accepts_a_build_its_changes_vouches_for(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    debs = publish.checked_debs(build_dir)
+    assert [d.name for d in debs] == [
+        "pfbuild-data_1.0-1+pf1~trixie_all.deb",
+        "pfbuild-hello_1.0-1+pf1~trixie_amd64.deb",
+    ]
+    assert publish.collect_debs(ctx, TRIXIE, "hello", "1.0") == debs
+    assert publish.collect_debs(ctx, TRIXIE, None, None) == debs
+
+
+def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    deb = next(build_dir.glob("pfbuild-data_*.deb"))
+    deb.write_bytes(deb.read_bytes() + b"x")
+    with pytest.raises(PfbuildError, match="does not match the SHA-256"):
+        publish.checked_debs(build_dir)
+
+
+def test_checked_debs_refuses_a_stray_deb(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    make_deb(build_dir, "stray", "1.0-1+pf1~trixie", "all")
+    with pytest.raises(PfbuildError, match=r"not listed in any \.changes"):
+        publish.checked_debs(build_dir)
+
+
+def test_checked_debs_needs_a_changes_file(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    for changes in build_dir.glob("*.changes"):
+        changes.unlink()
+    with pytest.raises(PfbuildError, match=r"no \.changes file"):
+        publish.checked_debs(build_dir)
+
+
+def test_a_deb_without_the_target_suffix_is_refused(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    info = publish.deb_info(next(build_dir.glob("pfbuild-hello_*.deb")))
+    assert (info.package, info.version, info.architecture) == (
+        "pfbuild-hello",
+        "1.0-1+pf1~trixie",
+        "amd64",
+    )
+    publish.check_deb_for_target(info, TRIXIE)
+    with pytest.raises(PfbuildError, match="not ending in ~resolute"):
+        publish.check_deb_for_target(info, RESOLUTE)
+
+
+def test_an_unchecked_or_failed_build_is_refused(ctx: Context) -> None:
+    make_build(ctx, TRIXIE, "1.0")
+    write_verdict(ctx, TRIXIE, "1.0", "hello", "fail")
+    with pytest.raises(PfbuildError, match="failed its check"):
+        publish.collect_debs(ctx, TRIXIE, "hello", "1.0")
+    (ctx.report_dir("hello", "1.0", "trixie") / "hardening.json").unlink()
+    with pytest.raises(PfbuildError, match="has not been checked"):
+        publish.collect_debs(ctx, TRIXIE, None, None)
+    assert len(publish.collect_debs(ctx, TRIXIE, None, None, allow_unchecked=True)) == 2
+
+
+def test_a_missing_named_build_is_a_clear_error(ctx: Context) -> None:
+    with pytest.raises(PfbuildError, match=r"no resolute build of hello 9\.9"):
+        publish.collect_debs(ctx, RESOLUTE, "hello", "9.9")
+
+
+# ---- lock -------------------------------------------------------------------------------------
+
+
+def test_a_second_publisher_fails_naming_the_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "publish.lock"
+    naps: list[float] = []
+    # flock conflicts between two open file descriptions, even in one process.
+    with (
+        publish.publish_lock(lock, 10),
+        pytest.raises(PfbuildError, match=rf"pid {os.getpid()}\) holds"),
+        publish.publish_lock(lock, 0.3, sleep=naps.append),
+    ):
+        pass
+    assert naps, "the second publisher should have waited before giving up"
+    with publish.publish_lock(lock, 0):
+        assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_a_second_publisher_waits_for_the_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = tmp_path / "publish.lock"
+    caplog.set_level("INFO", logger="pfbuild")
+    released = threading.Event()
+    holding = threading.Event()
+
+    def first() -> None:
+        with publish.publish_lock(lock, 0):
+            holding.set()
+            time.sleep(0.3)
+        released.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(5)
+    with publish.publish_lock(lock, 10):
+        assert released.is_set()
+    thread.join()
+    assert "waiting for the publish lock held by pid" in caplog.text
+
+
+# ---- dates ------------------------------------------------------------------------------------
+
+
+def test_inrelease_date_is_read(tmp_path: Path) -> None:
+    release = tmp_path / "InRelease"
+    release.write_text("Origin: pfbuild\nDate: Wed, 25 Nov 2026 11:31:30 UTC\nSuite: trixie\n")
+    assert publish.inrelease_date(release) == 1795606290.0
+    assert publish.inrelease_date(tmp_path / "missing") is None
+
+
+class FakeClock:
+    """A clock that only moves when slept on."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.naps = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.naps += 1
+
+
+def test_wait_for_later_second_moves_past_the_previous_date() -> None:
+    clock = FakeClock(100.2)
+    publish.wait_for_later_second(100.0, clock=clock.time, sleep=clock.sleep)
+    assert int(clock.now) == 101
+    later = FakeClock(200.0)
+    publish.wait_for_later_second(150.0, clock=later.time, sleep=later.sleep)
+    publish.wait_for_later_second(None, clock=later.time, sleep=later.sleep)
+    assert later.naps == 0
+
+
+# ---- history ----------------------------------------------------------------------------------
+
+
+def test_history_reconciles_and_rolls_back() -> None:
+    history = {"trixie": ["s1", "s2"]}
+    publish.reconcile_history(history, {"trixie": "s3", "resolute": "r1"})
+    assert history == {"trixie": ["s1", "s2", "s3"], "resolute": ["r1"]}
+    publish.reconcile_history(history, {"trixie": "s3"})
+    assert history["trixie"] == ["s1", "s2", "s3"]
+    assert publish.rollback_target(history, "trixie") == "s2"
+    with pytest.raises(PfbuildError, match="no earlier snapshot"):
+        publish.rollback_target(history, "resolute")
+
+
+def test_history_round_trips(ctx: Context) -> None:
+    publish.write_history(ctx, {"trixie": ["a", "b"]})
+    assert publish.read_history(ctx) == {"trixie": ["a", "b"]}
+
+
+# ---- the served tree --------------------------------------------------------------------------
+
+
+def _fake_public(root: Path, index_text: str) -> Path:
+    """A tree shaped like aptly's: pool file, index, absolute by-hash link."""
+    public = root / "public"
+    pool = public / "pool" / "main" / "p" / "pkg"
+    pool.mkdir(parents=True)
+    (pool / "pkg_1_all.deb").write_bytes(b"deb")
+    by_hash = public / "dists" / "trixie" / "main" / "binary-all" / "by-hash" / "SHA256"
+    by_hash.mkdir(parents=True)
+    (by_hash.parent.parent / "Packages").write_text(index_text)
+    digest = f"{abs(hash(index_text)):x}"
+    (by_hash / digest).write_text(index_text)
+    (by_hash / "Packages").symlink_to(by_hash / digest)
+    (public / "dists" / "trixie" / "InRelease").write_text(f"Date: {index_text}\n")
+    return public
+
+
+def test_copy_published_tree_links_pool_copies_indexes_and_relativises_links(
+    tmp_path: Path,
+) -> None:
+    public = _fake_public(tmp_path, "one")
+    dest = tmp_path / "copy"
+    publish.copy_published_tree(public, dest)
+    pool_file = Path("pool/main/p/pkg/pkg_1_all.deb")
+    assert (dest / pool_file).stat().st_ino == (public / pool_file).stat().st_ino
+    index = Path("dists/trixie/main/binary-all/Packages")
+    assert (dest / index).stat().st_ino != (public / index).stat().st_ino
+    link = dest / "dists/trixie/main/binary-all/by-hash/SHA256/Packages"
+    assert not link.readlink().is_absolute()
+    assert link.read_text() == "one"
+
+
+def test_copy_published_tree_refuses_links_leaving_the_tree(tmp_path: Path) -> None:
+    public = _fake_public(tmp_path, "one")
+    (public / "dists" / "escape").symlink_to("/etc/passwd")
+    with pytest.raises(PfbuildError, match="links outside the published tree"):
+        publish.copy_published_tree(public, tmp_path / "copy")
+
+
+def test_carry_over_keeps_the_previous_indexes_by_hash(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    publish.copy_published_tree(_fake_public(tmp_path / "a", "one"), old)
+    new = tmp_path / "new"
+    publish.copy_published_tree(_fake_public(tmp_path / "b", "two"), new)
+    publish.carry_over_by_hash(old, new)
+    by_hash = new / "dists/trixie/main/binary-all/by-hash/SHA256"
+    assert sorted(p.read_text() for p in by_hash.iterdir() if not p.is_symlink()) == [
+        "one",
+        "two",
+    ]
+    assert (by_hash / "Packages").read_text() == "two"
+
+
+def test_refresh_tree_flips_generations_and_keeps_two(ctx: Context) -> None:
+    key = ensure_signing_key(ctx, SigningConfig())
+    try:
+        public = publish.aptly_public_dir(ctx)
+        seen = []
+        for n in range(1, 5):
+            remove_path(public)
+            _fake_public(public.parent, f"gen{n}")
+            live, changed = publish.refresh_tree(
+                ctx, key, "http://127.0.0.1:1/", {"trixie": f"s{n}"}
+            )
+            assert changed
+            seen.append(live.name)
+            link = publish.tree_link(ctx)
+            assert link.is_symlink() and link.readlink() == Path(live.name)
+            assert (link / "dists/trixie/InRelease").read_text() == f"Date: gen{n}\n"
+            assert "PUBLIC KEY" in (link / "pfbuild.asc").read_text()
+            assert "Suites: trixie" in (link / "pfbuild-trixie.sources").read_text()
+        assert seen == ["apt.1", "apt.2", "apt.3", "apt.4"]
+        assert sorted(p.name for p in ctx.dist_dir.iterdir()) == ["apt", "apt.3", "apt.4"]
+        again, changed = publish.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": "s4"})
+        assert (again.name, changed) == ("apt.4", False)
+    finally:
+        stop_agent(ctx, key)
+
+
+def test_a_real_directory_in_place_of_the_link_is_refused(ctx: Context) -> None:
+    publish.tree_link(ctx).mkdir(parents=True)
+    with pytest.raises(PfbuildError, match="is not a symlink"):
+        publish.live_generation(ctx)
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+def test_cli_wants_recipe_and_version_together(
+    ctx: Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--workspace", str(ctx.workspace), "publish", "hello"]) == 3
+    assert "RECIPE and a VERSION, or neither" in capsys.readouterr().err
+    assert not ctx.dist_dir.exists()
+
+
+def test_cli_fails_clearly_while_another_publisher_holds_the_lock(
+    ctx: Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_build(ctx, TRIXIE, "1.0")
+    with publish.publish_lock(publish.lock_path(ctx), 0):
+        argv = ["--workspace", str(ctx.workspace), "publish", "--lock-timeout", "0.2"]
+        assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert f"another pfbuild publish (pid {os.getpid()}) holds" in err
+    assert not publish.tree_link(ctx).exists()
+
+
+def test_cli_rollback_of_an_unpublished_suite_is_refused(
+    ctx: Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--workspace", str(ctx.workspace), "publish", "--rollback", "resolute"]) == 3
+    assert "suite resolute is not published" in capsys.readouterr().err
+
+
+def test_cli_with_nothing_built_says_so(ctx: Context, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workspace", str(ctx.workspace), "publish"]) == 3
+    assert "nothing to publish" in capsys.readouterr().err
+    assert not publish.tree_link(ctx).exists()
