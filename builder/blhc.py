@@ -20,7 +20,9 @@ _BLHC_RE = re.compile(r"^(CFLAGS|CPPFLAGS|CXXFLAGS|OBJCFLAGS|FFLAGS|LDFLAGS) mis
 _LINE_KEEP = 240
 
 # Which pfbuild property a flag blhc reports missing stands for; the rest (-g, -O2, -Wformat)
-# are shown but prove nothing about the binaries' hardening.
+# are shown but prove nothing about the binaries' hardening. blhc 0.13 does not read
+# -Wl,-z,relro,-z,now written as one option (it wants them apart, as dpkg-buildflags and the
+# recipes write them), and accepts -D_FORTIFY_SOURCE=2 as well as 3.
 BLHC_FLAG_PROPERTY = {
     "-D_FORTIFY_SOURCE=2": "fortify3",
     "-fstack-protector-strong": "stackprotector",

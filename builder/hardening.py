@@ -285,7 +285,8 @@ def explain_hardening_check(view: dict[str, str], findings: dict[str, Finding]) 
         elif prop == "fortify3" and ours == YES:
             notes.append(
                 f"fortify3: hardening-check says '{value}': a known false positive for files "
-                "with no call the compiler could replace by a *_chk function"
+                "where no call could be checked (nothing fortifiable called, or no buffer size "
+                "known at compile time); the compile lines prove level 3 was in force"
             )
         elif prop == "stackprotector" and not theirs_yes and ours == YES:
             notes.append(
@@ -586,11 +587,13 @@ def format_table(report: HardeningReport) -> str:
     counts = Counter(t.severity for t in report.lintian.tags)
     if counts:
         lines.append("  " + ", ".join(f"{sev}: {n}" for sev, n in sorted(counts.items())))
-    lines += [
-        f"  {t.severity}: {t.package}: {t.tag} {t.context}".rstrip()
-        for t in report.lintian.tags
-        if t.severity == "E"
-    ]
+    errors: dict[str, list[LintianTag]] = {}
+    for tag in report.lintian.tags:
+        if tag.severity == "E":
+            errors.setdefault(tag.tag, []).append(tag)
+    for name, tags in errors.items():
+        packages = ", ".join(dict.fromkeys(t.package for t in tags))
+        lines.append(f"  E: {name} ({len(tags)}x: {packages}) {tags[0].context}".rstrip())
     if report.skipped:
         lines += ["", "skipped:", *[f"  {s}" for s in report.skipped]]
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from builder.keyring import ensure_keyring
 log = logging.getLogger("pfbuild")
 
 BUILD_DEP_FIELDS = ("Build-Depends", "Build-Depends-Arch", "Build-Depends-Indep")
-RESULT_SUFFIXES = (".deb", ".udeb", ".changes", ".buildinfo")
+RESULT_SUFFIXES = (".deb", ".udeb", ".ddeb", ".changes", ".buildinfo")
 
 
 def _arch_matches(arch: str, wildcard: str) -> bool:

@@ -15,6 +15,7 @@ from debian import deb822
 
 from builder import cli, gpg, run
 from builder.atomic import atomic_dir
+from builder.blhc import run_blhc
 from builder.buildenv import ensure_chroot_tarball
 from builder.context import Context
 from builder.distro import RESOLUTE, TRIXIE, Distribution, HostKeyring
@@ -310,3 +311,14 @@ def test_sbuild_resolute_every_elf_has_ibt_and_shstk(ctx: Context, sbuilt: dict[
     # lintian's errors (no copyright file, and the host's lintian misreading newer packages)
     # are shown, never gated on.
     assert any(t.severity == "E" for t in report.lintian.tags)
+
+
+def test_blhc_on_a_real_postfix_log_excerpt() -> None:
+    # sbuild's header (Build Architecture) and the compile/link lines of Debian's postfix on
+    # resolute: blhc finds them and has nothing to complain about.
+    result = run_blhc(FIXTURE.parent / "postfix-resolute-anvil.log", "amd64")
+    assert result.returncode == 0
+    assert result.findings == () and result.nonverbose == 0
+    assert not result.no_compiler_commands
+    # The same tool does complain where a flag is missing.
+    assert run_blhc(FIXTURE.parent / "build-log-excerpt.txt", "amd64").findings

@@ -115,16 +115,19 @@ def test_mirror_fallback_skips_down_404_and_truncated(ctx: Context, tmp_path: Pa
 
 
 def test_all_mirrors_failing_lists_each(ctx: Context) -> None:
-    with http_mirror({}) as base:
+    routes = {"/t/postfix-3.11.6.tar.gz": (200, b"short", 5000)}
+    with http_mirror(routes) as base:
         mirrors = (
             DOWN_MIRROR,
             UpstreamMirror(f"{base}/postfix-{{version}}.tar.gz", f"{base}/x.gpg2"),
+            UpstreamMirror(f"{base}/t/postfix-{{version}}.tar.gz", f"{base}/t/x.gpg2"),
         )
         with pytest.raises(PfbuildError) as err:
             fetch(ctx, offline_postfix(mirrors), "3.11.6")
     text = err.value.one_line()
     assert f"{DOWN}/postfix-3.11.6.tar.gz: unreachable" in text
     assert f"{base}/postfix-3.11.6.tar.gz: HTTP 404" in text
+    assert f"{base}/t/postfix-3.11.6.tar.gz: truncated: got 5 of 5000 bytes" in text
     assert cached_files(ctx.cache_dir / "sources") == []
 
 

@@ -101,3 +101,16 @@ def test_parse_blhc_maps_flags_to_properties() -> None:
     assert result.nonverbose == 1
     assert not result.no_compiler_commands
     assert parse_blhc(["blhc"], 1, "No compiler commands!\n").no_compiler_commands
+
+
+def test_real_postfix_log_lines() -> None:
+    # Debian's postfix 3.11.6-1 built by sbuild for resolute: x86_64-linux-gnu-gcc, LTO, and
+    # the flags of debian/rules; anvil is compiled from one file and linked on the next line.
+    scan = scan_build_log((EXCERPT.parent / "postfix-resolute-anvil.log").read_text())
+    evidence = evidence_for(scan, "anvil")
+    assert evidence.scope == "1 compile line(s) linked into anvil"
+    (compiled,) = evidence.compiles
+    assert compiled.source == "anvil.c"
+    assert compiled.fortify == 3 and compiled.stack_clash
+    assert compiled.stack_protector == "strong" and compiled.cf_protection == "full"
+    assert evidence.link is not None and evidence.link.relro and evidence.link.now

@@ -193,7 +193,7 @@ def test_format_table() -> None:
     assert row.split()[1:] == ["yes", "yes", "NO!", "yes", "yes", "yes", "yes", "unavail"]
     assert "cet unavailable" in text
     assert "FAILURES:" in text and "bindnow missing" in text
-    assert "E: hello: no-copyright-file" in text
+    assert "  E: no-copyright-file (1x: hello)" in text.splitlines()
     assert "endbr64 instructions per file without CET markers: min 7, max 7" in text
     assert "separated debug file" in text
     assert "  stackclash: hardening-check reports 'unknown' [/usr/bin/hello]" in text.splitlines()
