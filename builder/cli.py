@@ -12,7 +12,19 @@ from pathlib import Path
 from types import ModuleType
 
 from builder import __version__
-from builder.commands import bootstrap, build, check, doctor, fetch, publish, serve, source
+from builder.commands import (
+    bootstrap,
+    build,
+    check,
+    doctor,
+    fetch,
+    image,
+    manifest,
+    publish,
+    release,
+    serve,
+    source,
+)
 from builder.context import (
     DEFAULT_BUILD_USER,
     DEFAULT_MAX_AGE_DAYS,
@@ -34,6 +46,9 @@ COMMANDS: tuple[ModuleType, ...] = (
     check,
     publish,
     serve,
+    image,
+    release,
+    manifest,
 )
 
 

@@ -735,10 +735,20 @@ def publish_repo(
     *,
     recipe: str | None = None,
     version: str | None = None,
+    builds: Sequence[tuple[str, str]] = (),
 ) -> list[SuiteState]:
-    """Add the targets' checked .debs to aptly, publish changed suites, swap the tree into place."""
+    """Add the targets' checked .debs to aptly, publish changed suites, swap the tree into place.
+
+    `builds` names several (recipe, version) pairs at once (a release publishes postfix and
+    the packages its image needs in one step); otherwise `recipe`/`version` or every build.
+    """
+    pairs: Sequence[tuple[str | None, str | None]] = builds or [(recipe, version)]
     inputs = {
-        dist.name: collect_debs(ctx, dist, recipe, version, allow_unchecked=options.allow_unchecked)
+        dist.name: [
+            deb
+            for r, v in pairs
+            for deb in collect_debs(ctx, dist, r, v, allow_unchecked=options.allow_unchecked)
+        ]
         for dist in targets
     }
     states: list[SuiteState] = []

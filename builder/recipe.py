@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from builder.errors import PfbuildError
@@ -147,6 +149,8 @@ class Recipe:
     template_options: Mapping[str, Any] = field(default_factory=dict)
     changes: tuple[str, ...] = ()
     rebuild: int = 1
+    # Other recipes a release of this one builds and publishes too: (name, version).
+    companions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # Freeze the mappings so a loaded recipe cannot change under a running build.
@@ -261,6 +265,13 @@ def validate_recipe(recipe: Recipe) -> None:
     _check_hardening(recipe)
     if recipe.rebuild < 1:
         raise _bad(recipe.name, "rebuild", "the rebuild counter starts at 1")
+    for companion in recipe.companions:
+        if (
+            len(companion) != 2
+            or not NAME_RE.fullmatch(companion[0])
+            or companion[0] == recipe.name
+        ):
+            raise _bad(recipe.name, "companions", f"{companion!r} is not (other-recipe, version)")
     if recipe.templates and not (template_root() / recipe.templates).is_dir():
         raise _bad(recipe.name, "templates", f"debian-templates/{recipe.templates} is missing")
     for overlay in recipe.overlays:
@@ -290,27 +301,57 @@ def template_file(recipe: Recipe, name: str) -> Path | None:
     return None
 
 
+def recipe_dirs() -> list[Path]:
+    """Folders searched for recipes: PFBUILD_RECIPES (colon-separated) first, then recipes/."""
+    extra = [Path(p) for p in os.environ.get("PFBUILD_RECIPES", "").split(":") if p]
+    return [*extra, RECIPES_DIR]
+
+
+def _recipe_file(name: str) -> Path | None:
+    for folder in recipe_dirs():
+        candidate = folder / f"{name.replace('-', '_')}.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def available_recipes() -> list[str]:
-    """Names of the recipes shipped in recipes/."""
+    """Names of the recipes found in the recipe folders."""
     return sorted(
-        p.stem.replace("_", "-") for p in RECIPES_DIR.glob("*.py") if not p.stem.startswith("_")
+        {
+            p.stem.replace("_", "-")
+            for folder in recipe_dirs()
+            for p in folder.glob("*.py")
+            if not p.stem.startswith("_")
+        }
     )
+
+
+def _import_recipe_module(path: Path) -> ModuleType:
+    if path.parent == RECIPES_DIR:
+        return importlib.import_module(f"recipes.{path.stem}")
+    # A site recipe outside the tree: imported from its file under a name of its own.
+    spec = importlib.util.spec_from_file_location(f"pfbuild_site_recipe_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise PfbuildError(f"cannot import recipe file {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_recipe(name: str) -> Recipe:
     """Load and validate the recipe called `name` (e.g. "postfix", "mimalloc-secure")."""
-    if not NAME_RE.fullmatch(name) or name.replace("-", "_") not in {
-        n.replace("-", "_") for n in available_recipes()
-    }:
+    path = _recipe_file(name) if NAME_RE.fullmatch(name) else None
+    if path is None:
         raise PfbuildError(
             f"unknown recipe {name!r}",
             f"available: {', '.join(available_recipes())}",
             "pass one of the available recipe names",
         )
-    module = importlib.import_module(f"recipes.{name.replace('-', '_')}")
+    module = _import_recipe_module(path)
     recipe = getattr(module, "RECIPE", None)
     if not isinstance(recipe, Recipe):
         raise _bad(name, "RECIPE", "the module must define RECIPE = Recipe(...)")
     if recipe.name != name:
-        raise _bad(name, "name", f"module recipes/{name} defines recipe {recipe.name!r}")
+        raise _bad(name, "name", f"module {path} defines recipe {recipe.name!r}")
     return recipe

@@ -122,7 +122,10 @@ def ensure_deps_chroot(
     key = hashlib.sha256(
         json.dumps([base_record, depends, mmdebstrap_version()]).encode()
     ).hexdigest()[:16]
-    tarball = ctx.chroots_dir / f"{dist.name}-{dist.arch}-{recipe}-deps.tar"
+    # Named by the build dependencies, not the recipe: recipes that need the same packages
+    # (a renamed or site recipe, a rebuild) share one chroot.
+    deps_id = hashlib.sha256(depends.encode()).hexdigest()[:12]
+    tarball = ctx.chroots_dir / f"{dist.name}-{dist.arch}-deps-{deps_id}.tar"
     record_path = tarball.with_suffix(".json")
     try:
         record = json.loads(record_path.read_text())
@@ -185,8 +188,27 @@ def is_readable_by(user: str, path: Path) -> bool:
     return run.run(["test", "-r", path], user=user, check=False).returncode == 0
 
 
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_stages(root: Path) -> None:
+    """Remove stage folders whose pfbuild process is gone (killed mid-build)."""
+    for stage in root.glob("*-*") if root.is_dir() else []:
+        pid = stage.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _is_alive(int(pid)):
+            remove_path(stage)
+
+
 def make_stage_dir(ctx: Context, name: str) -> Path:
     """A fresh directory the build user owns, outside the (maybe unreadable) workspace."""
+    remove_stale_stages(ctx.stage_root)
     stage = ctx.stage_root / f"{name}-{os.getpid()}"
     remove_path(stage)
     stage.mkdir(parents=True)

@@ -172,6 +172,16 @@ def release_date(epoch: int) -> str:
     return email.utils.formatdate(epoch, localtime=False).replace("-0000", "+0000")
 
 
+def entry_epoch(tree: Path, upstream_epoch: int) -> int:
+    """Our entry's time: the upstream release, but never before the entry it sits on."""
+    base = Changelog((tree / "debian" / "changelog").read_text(), max_blocks=1)
+    if not base.date:
+        return upstream_epoch
+    previous = int(email.utils.parsedate_to_datetime(base.date).timestamp())
+    # A new entry dated before (or with) the one below it reads as a reused date to tools.
+    return max(upstream_epoch, previous + 1)
+
+
 def changelog_entry(base: str, recipe: Recipe, version: str, dist: Distribution, epoch: int) -> str:
     """Debian's changelog with our entry on top (python-debian writes it)."""
     changelog = Changelog(base)
@@ -330,7 +340,8 @@ def render_source(
     out = ctx.source_dir(recipe.name, version, dist.name)
     with tempfile.TemporaryDirectory(dir=ctx.tmp_dir, prefix="source-") as tmpdir:
         work = Path(tmpdir)
-        tree, epoch = _unpack_base(work, recipe, version, fetched)
+        tree, upstream_epoch = _unpack_base(work, recipe, version, fetched)
+        epoch = entry_epoch(tree, upstream_epoch)
         changes = apply_overlays(tree, recipe, dist, ours, epoch)
         dsc = build_source_package(work, tree, epoch)
         _write_report(work / REPORT_NAME, changes)

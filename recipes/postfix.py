@@ -115,6 +115,8 @@ RECIPE = Recipe(
         "send_pq_key_share_first": False,
         "pq_first_curves": "X25519MLKEM768 SecP256r1MLKEM768 X25519 prime256v1 secp384r1",
     },
+    # The image preloads the secure mimalloc, which no distribution ships.
+    companions=(("mimalloc-secure", "2.0.9"),),
     changes=(
         "Rebuild of Debian's packaging on Wietse Venema's signed upstream release.",
         "debian/rules: hardening flags (FORTIFY_SOURCE=3, stack clash, CET on x86, now/relro).",

@@ -1,0 +1,132 @@
+"""`pfbuild image [--variant V] [--test]`: the Postfix container images, built from our repo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from builder import image, imagetest
+from builder.context import Context
+from builder.distro import TRIXIE
+from builder.engine import docker_client
+from builder.errors import PfbuildError
+
+NAME = "image"
+HELP = "build the Postfix container image per variant from the published repository"
+
+
+def _base_pair(text: str) -> tuple[str, str]:
+    variant, sep, ref = text.partition("=")
+    if not sep or not variant or not ref:
+        raise argparse.ArgumentTypeError(f"expected VARIANT=IMAGE, got {text!r}")
+    return variant, ref
+
+
+def _epoch(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"SOURCE_DATE_EPOCH must be a whole number, got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        choices=image.variants(),
+        help="debian (trixie) or ubuntu (resolute); repeatable; default: both",
+    )
+    parser.add_argument(
+        "--name",
+        default=os.environ.get("PFBUILD_IMAGE_NAME", image.DEFAULT_NAME),
+        help="image repository name (env PFBUILD_IMAGE_NAME; default %(default)s)",
+    )
+    parser.add_argument(
+        "--registry",
+        default=os.environ.get("PFBUILD_REGISTRY") or None,
+        help="push the tags to this registry (env PFBUILD_REGISTRY); default: no push",
+    )
+    parser.add_argument(
+        "--base-image",
+        type=_base_pair,
+        action="append",
+        default=[],
+        metavar="VARIANT=IMAGE",
+        help="a registry base image for VARIANT; default: pfbuild's bootstrapped minbase",
+    )
+    parser.add_argument(
+        "--version",
+        default="",
+        help="refuse to build unless our repo has this postfix version (default: what it has)",
+    )
+    parser.add_argument(
+        "--revision",
+        default=os.environ.get("PFBUILD_REVISION", "unknown"),
+        help="the source revision for the OCI label (env PFBUILD_REVISION)",
+    )
+    parser.add_argument(
+        "--source-date-epoch",
+        type=_epoch,
+        default=_epoch(os.environ.get("SOURCE_DATE_EPOCH", "0")),
+        help="the created label's time (env SOURCE_DATE_EPOCH; default: the Date of our "
+        "suite's signed index)",
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="after building, run the acceptance proofs against running containers",
+    )
+    parser.add_argument(
+        "--no-healthcheck-wait",
+        action="store_true",
+        help="with --test: skip waiting (about a minute) for the HEALTHCHECK to turn healthy",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    config = image.ImageConfig(
+        name=args.name,
+        version=args.version,
+        revision=args.revision,
+        created_epoch=args.source_date_epoch,
+        registry=args.registry,
+        base_images=dict(args.base_image),
+    )
+    built = [image.build_image(ctx, config, v) for v in args.variant or image.variants()]
+    for result in built:
+        tags = " ".join(result.tags)
+        print(f"{result.variant:8}{result.image_id[:19]}  {result.size / 1e6:.0f} MB  {tags}")
+    if not args.test:
+        return 0
+    client = docker_client(ctx)
+    # The client needs OpenSSL >= 3.5: trixie's, on the same base the debian variant uses.
+    tls_client = imagetest.ensure_tls_client_image(
+        client, image.base_image_for(ctx, config, TRIXIE)
+    )
+    failed = 0
+    for result in built:
+        with tempfile.TemporaryDirectory(prefix="imagetest-", dir=ctx.tmp_dir) as tmp:
+            proofs = imagetest.prove_image(
+                client,
+                result.tags[0],
+                tls_client,
+                scratch=Path(tmp),
+                healthcheck=not args.no_healthcheck_wait,
+            )
+        for proof in proofs:
+            print(
+                f"{result.variant:8}{'ok' if proof.ok else 'FAIL':6}{proof.name:22}{proof.detail}"
+            )
+        failed += sum(not p.ok for p in proofs)
+    if failed:
+        raise PfbuildError(
+            f"{failed} image proof(s) failed",
+            "see the FAIL lines above",
+            "fix the image or the packages, then run `pfbuild image --test` again",
+        )
+    return 0

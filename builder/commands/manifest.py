@@ -1,0 +1,38 @@
+"""`pfbuild manifest verify [PATH]`: re-hash every artifact a release manifest names."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from builder.context import Context
+from builder.errors import PfbuildError
+from builder.release import manifest_path, verify_manifest
+
+NAME = "manifest"
+HELP = "verify a release manifest against the artifacts on disk"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["verify"], help="what to do with the manifest")
+    parser.add_argument("path", nargs="?", type=Path, help="the manifest (default: postfix's)")
+    parser.add_argument("--version", help="the release whose manifest to verify")
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    path = args.path
+    if path is None:
+        if not args.version:
+            raise PfbuildError(
+                "manifest verify needs a PATH or --version", fix="e.g. --version 3.11.6"
+            )
+        path = manifest_path(ctx, "postfix", args.version)
+    problems = verify_manifest(path)
+    if problems:
+        raise PfbuildError(
+            f"{len(problems)} artifact(s) do not match {path}",
+            "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
+            "rebuild with `pfbuild release`, or find what changed the files",
+        )
+    print(f"ok: every artifact in {path} matches")
+    return 0

@@ -1,0 +1,89 @@
+"""`pfbuild release VERSION`: the whole pipeline as one resumable, cached command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from builder.actions import Progress, StateStore, execute, plan, workspace_lock
+from builder.commands.common import add_target_argument, selected_targets
+from builder.context import Context
+from builder.distro import TARGETS
+from builder.errors import PfbuildError
+from builder.release import (
+    ReleaseRequest,
+    build_manifest,
+    manifest_path,
+    release_actions,
+    write_manifest,
+)
+
+NAME = "release"
+HELP = "fetch, source, build, check, publish and image in one resumable command"
+VARIANTS = tuple(d.variant for d in TARGETS.values())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("version", help="the Postfix release, e.g. 3.11.6")
+    parser.add_argument("--recipe", default="postfix", help="the main recipe (default postfix)")
+    add_target_argument(parser)
+    parser.add_argument(
+        "--variant", action="append", default=[], choices=VARIANTS,
+        help="image variant (repeatable; default: those of the selected targets)",
+    )  # fmt: skip
+    parser.add_argument("--no-image", action="store_true", help="stop after publishing")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N", help="compiler jobs per build")
+    parser.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8080/",
+        help="where apt clients will reach the repository (goes into the .sources snippet)",
+    )  # fmt: skip
+
+
+def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
+    """Validate the options into a ReleaseRequest."""
+    targets = tuple(selected_targets(ctx, args))
+    by_variant = {d.variant: d for d in targets}
+    variants = tuple(dict.fromkeys(args.variant)) or tuple(by_variant)
+    missing = [v for v in variants if v not in by_variant]
+    if missing and not args.no_image:
+        raise PfbuildError(
+            f"image variant {missing[0]} needs its target, which this release does not build",
+            fix="add its --target, or drop the --variant",
+        )
+    if args.jobs < 0:
+        raise PfbuildError("--jobs must not be negative", fix="pass 0 for all cores")
+    return ReleaseRequest(
+        recipe=args.recipe,
+        version=args.version,
+        targets=targets,
+        variants=variants,
+        images=not args.no_image,
+        jobs=args.jobs,
+        repo_url=args.url,
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    request = request_from_args(ctx, args)
+    actions = release_actions(ctx, request)
+    state = StateStore(ctx.workspace / "state" / "release")
+    if args.dry_run:
+        for item in plan(actions, state):
+            verdict = "reuse" if item.reuse else "run"
+            print(f"{verdict:6}{item.action.name:<40} {item.reason}")
+        return 0
+    progress = Progress(sys.stdout if args.json else sys.stderr, as_json=args.json)
+    with workspace_lock(ctx.workspace / "release.lock", "release"):
+        planned = plan(actions, state)
+        outputs = execute(planned, state, progress)
+        manifest = build_manifest(request, outputs, {p.action.name: p.key for p in planned})
+        path = manifest_path(ctx, request.recipe, request.version)
+        write_manifest(path, manifest)
+    if args.json:
+        print(json.dumps({"manifest": str(path)}))
+    else:
+        print(f"manifest  {path}")
+    return 0

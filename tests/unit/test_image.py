@@ -1,0 +1,259 @@
+"""builder/image.py without Docker: tags, labels, the build context, the published-repo checks."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder import image, publish
+from builder.cli import build_parser, main
+from builder.context import Context
+from builder.distro import RESOLUTE, TRIXIE
+from builder.errors import PfbuildError
+
+pytestmark = pytest.mark.unit
+
+PACKAGES_INDEX = """\
+Package: postfix
+Version: 3.11.6-1+pf1~trixie
+Architecture: amd64
+
+Package: postfix
+Version: 3.11.5-1+pf1~trixie
+Architecture: amd64
+
+Package: libmimalloc-secure
+Version: 2.0.9+ds-2+pf1~trixie
+Architecture: amd64
+"""
+
+
+def make_tree(
+    root: Path, suite: str = "trixie", index: str = PACKAGES_INDEX, gz: bool = False
+) -> Path:
+    """A published tree as `pfbuild publish` leaves it, reduced to what image.py reads."""
+    binary = root / "dists" / suite / "main" / "binary-amd64"
+    binary.mkdir(parents=True)
+    if gz:
+        (binary / "Packages.gz").write_bytes(gzip.compress(index.encode()))
+    else:
+        (binary / "Packages").write_text(index)
+    (root / "dists" / suite / "InRelease").write_text(f"signed index of {suite}\n")
+    (root / publish.KEY_FILE_NAME).write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    return root
+
+
+def test_variants_map_to_targets() -> None:
+    assert image.variants() == ("debian", "ubuntu")
+    assert image.variant_target("debian") is TRIXIE
+    assert image.variant_target("ubuntu") is RESOLUTE
+
+
+def test_unknown_variant_is_refused() -> None:
+    with pytest.raises(PfbuildError, match="unknown image variant 'alpine'"):
+        image.variant_target("alpine")
+
+
+def test_tags_without_and_with_registry() -> None:
+    assert image.image_tags("pfbuild-postfix", "3.11.6", "debian") == [
+        "pfbuild-postfix:debian",
+        "pfbuild-postfix:3.11.6-debian",
+    ]
+    assert image.image_tags("postfix", "3.11.6", "ubuntu", "registry.example:5000/") == [
+        "registry.example:5000/postfix:ubuntu",
+        "registry.example:5000/postfix:3.11.6-ubuntu",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("debian", "upstream"),
+    [("3.11.6-1+pf1~trixie", "3.11.6"), ("1:3.11.6-1", "3.11.6"), ("3.11.6", "3.11.6")],
+)
+def test_upstream_version(debian: str, upstream: str) -> None:
+    assert image.upstream_version(debian) == upstream
+
+
+def test_oci_labels_carry_version_source_revision_and_epoch() -> None:
+    config = image.ImageConfig(revision="abc123", created_epoch=1_700_000_000)
+    labels = image.oci_labels(config, "3.11.6", TRIXIE)
+    assert labels["org.opencontainers.image.version"] == "3.11.6"
+    assert labels["org.opencontainers.image.revision"] == "abc123"
+    assert labels["org.opencontainers.image.source"] == image.DEFAULT_SOURCE
+    assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
+
+
+@pytest.mark.parametrize("name", ["", "Postfix", "postfix:latest", "post fix", "a@b"])
+def test_bad_image_names_are_refused(name: str) -> None:
+    with pytest.raises(PfbuildError, match="not a valid repository name"):
+        image.ImageConfig(name=name)
+
+
+def test_base_image_for_unknown_variant_is_refused() -> None:
+    with pytest.raises(PfbuildError, match="unknown image variant 'fedora'"):
+        image.ImageConfig(base_images={"fedora": "fedora:41"})
+
+
+def test_packages_include_maps_malloc_and_runtime() -> None:
+    packages = image.image_packages(TRIXIE)
+    assert packages[0] == "postfix"
+    for name in (
+        "postfix-cdb",
+        "postfix-ldap",
+        "postfix-lmdb",
+        "postfix-mysql",
+        "postfix-pcre",
+        "postfix-pgsql",
+        "postfix-sqlite",
+        "libmimalloc-secure",
+        "libjemalloc2",
+        "ca-certificates",
+        "tzdata",
+        "openssl",
+    ):
+        assert name in packages
+
+
+def test_pin_names_our_origin_above_the_distribution() -> None:
+    text = image.apt_preferences()
+    assert "Pin: release o=pfbuild\n" in text
+    assert "Pin-Priority: 1001\n" in text
+
+
+def test_build_args() -> None:
+    assert image.build_args("pfbuild-base:trixie-20260101", ["postfix", "openssl"], "ab") == {
+        "BASE_IMAGE": "pfbuild-base:trixie-20260101",
+        "PACKAGES": "postfix openssl",
+        "REPO_STATE": "ab",
+    }
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_published_versions_take_the_highest(tmp_path: Path, gz: bool) -> None:
+    tree = make_tree(tmp_path, gz=gz)
+    versions = image.published_versions(tree, "trixie")
+    assert versions["postfix"] == "3.11.6-1+pf1~trixie"
+    assert versions["libmimalloc-secure"] == "2.0.9+ds-2+pf1~trixie"
+
+
+def test_require_published_returns_the_upstream_version(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path)
+    assert image.require_published(tree, TRIXIE, image.image_packages(TRIXIE)) == "3.11.6"
+
+
+def test_require_published_refuses_a_repo_without_our_malloc(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path, index="Package: postfix\nVersion: 3.11.6-1\nArchitecture: amd64\n")
+    with pytest.raises(PfbuildError, match="lacks libmimalloc-secure"):
+        image.require_published(tree, TRIXIE, image.image_packages(TRIXIE))
+
+
+def test_unpublished_suite_is_explained(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path, suite="trixie")
+    with pytest.raises(PfbuildError, match="suite resolute is not published"):
+        image.published_versions(tree, "resolute")
+    with pytest.raises(PfbuildError, match="suite resolute is not published"):
+        image.repo_state(tree, "resolute")
+
+
+def test_repo_state_is_the_inrelease_digest(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path)
+    expected = hashlib.sha256(b"signed index of trixie\n").hexdigest()
+    assert image.repo_state(tree, "trixie") == expected
+
+
+def test_assemble_context(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    context = tmp_path / "context"
+    context.mkdir()
+    image.assemble_context(context, tree, "http://127.0.0.1:18471/", "trixie")
+    for name in image.TEMPLATE_FILES:
+        assert (context / name).read_bytes() == (image.DOCKER_DIR / name).read_bytes()
+    assert (context / "bootstrap.sh").stat().st_mode & 0o777 == 0o755
+    sources = (context / "apt" / "pfbuild.sources").read_text()
+    assert "URIs: http://127.0.0.1:18471/\n" in sources
+    assert "Suites: trixie\n" in sources
+    assert "Signed-By: /etc/apt/keyrings/pfbuild.asc\n" in sources
+    assert (context / "apt" / "pfbuild.asc").read_text().startswith("-----BEGIN PGP")
+    assert (context / "apt" / "pfbuild.pref").read_text() == image.apt_preferences()
+
+
+def test_assemble_context_needs_the_public_key(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    (tree / publish.KEY_FILE_NAME).unlink()
+    context = tmp_path / "context"
+    context.mkdir()
+    with pytest.raises(PfbuildError, match=r"pfbuild\.asc is missing"):
+        image.assemble_context(context, tree, "http://127.0.0.1:1/", "trixie")
+
+
+def test_every_template_file_is_in_the_build_context_list() -> None:
+    shipped = {p.name for p in image.DOCKER_DIR.iterdir() if p.is_file()}
+    assert shipped - {"README.md"} == set(image.TEMPLATE_FILES)
+
+
+def test_build_without_a_published_repo_fails_before_docker(ctx: Context) -> None:
+    config = image.ImageConfig()
+    with pytest.raises(PfbuildError, match="suite trixie is not published"):
+        image.build_image(ctx, config, "debian")
+
+
+def test_cli_parses_the_image_command() -> None:
+    args = build_parser().parse_args(
+        ["image", "--variant", "ubuntu", "--base-image", "ubuntu=ubuntu:26.04", "--test"]
+    )
+    assert args.variant == ["ubuntu"]
+    assert args.base_image == [("ubuntu", "ubuntu:26.04")]
+    assert args.test
+
+
+def test_cli_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    assert main(["--workspace", str(tmp_path), "image", "--variant", "alpine"]) == 2
+
+
+def test_cli_explains_a_missing_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--workspace", str(tmp_path), "image", "--variant", "debian"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pfbuild: error: suite trixie is not published")
+
+
+class FakeAPI:
+    """The slice of docker's low-level API that push_tags uses."""
+
+    def __init__(self, refuse: str = "") -> None:
+        self.refuse = refuse
+        self.pushed: list[tuple[str, str]] = []
+
+    def push(self, repo: str, tag: str, stream: bool, decode: bool) -> Iterator[dict[str, str]]:
+        self.pushed.append((repo, tag))
+        if self.refuse and self.refuse == f"{repo}:{tag}":
+            yield {"error": "denied: requested access to the resource is denied"}
+        else:
+            yield {"status": "Pushed"}
+
+
+class FakeClient:
+    def __init__(self, api: FakeAPI) -> None:
+        self.api = api
+
+
+def test_push_sends_every_tag() -> None:
+    api = FakeAPI()
+    tags = image.image_tags("postfix", "3.11.6", "debian", "registry.example:5000")
+    image.push_tags(FakeClient(api), tags)  # type: ignore[arg-type]  # a fake, not a DockerClient
+    assert api.pushed == [
+        ("registry.example:5000/postfix", "debian"),
+        ("registry.example:5000/postfix", "3.11.6-debian"),
+    ]
+
+
+def test_push_refusal_is_explained() -> None:
+    api = FakeAPI(refuse="registry.example:5000/postfix:debian")
+    tags = image.image_tags("postfix", "3.11.6", "debian", "registry.example:5000")
+    with pytest.raises(PfbuildError, match=r"push of registry\.example:5000/postfix:debian failed"):
+        image.push_tags(FakeClient(api), tags)  # type: ignore[arg-type]  # a fake client
+    assert len(api.pushed) == 1

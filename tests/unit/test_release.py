@@ -1,0 +1,101 @@
+"""The release graph and manifest, without running any stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder.actions import StateStore, plan
+from builder.context import Context
+from builder.distro import RESOLUTE, TRIXIE
+from builder.errors import PfbuildError
+from builder.release import (
+    ReleaseRequest,
+    build_manifest,
+    release_actions,
+    verify_manifest,
+    write_manifest,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def request(**kw: object) -> ReleaseRequest:
+    base: dict[str, object] = {
+        "recipe": "postfix",
+        "version": "3.11.6",
+        "targets": (TRIXIE, RESOLUTE),
+        "variants": ("debian", "ubuntu"),
+        "images": False,
+    }
+    return ReleaseRequest(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_graph_builds_postfix_and_its_companion_for_every_target(ctx: Context) -> None:
+    names = [a.name for a in release_actions(ctx, request())]
+    for recipe in ("postfix 3.11.6", "mimalloc-secure 2.0.9"):
+        assert f"fetch {recipe}" in names
+        for target in ("trixie", "resolute"):
+            for stage in ("source", "build", "check"):
+                assert f"{stage} {recipe} {target}" in names
+    assert names[-1] == "publish"
+    publish = release_actions(ctx, request())[-1]
+    assert len(publish.needs) == 4 and all(n.startswith("check ") for n in publish.needs)
+
+
+def test_one_target_only_plans_that_target(ctx: Context) -> None:
+    names = [a.name for a in release_actions(ctx, request(targets=(TRIXIE,)))]
+    assert not [n for n in names if "resolute" in n]
+
+
+def test_bad_version_is_refused_before_planning(ctx: Context) -> None:
+    with pytest.raises(PfbuildError, match=r"outside the postfix 3\.11 series"):
+        release_actions(ctx, request(version="3.12.0"))
+
+
+def test_plan_of_a_fresh_workspace_runs_everything(ctx: Context, tmp_path: Path) -> None:
+    planned = plan(release_actions(ctx, request()), StateStore(tmp_path / "state"))
+    assert all(not p.reuse for p in planned)
+    assert planned[0].reason == "never finished"
+
+
+def test_manifest_lists_artifacts_and_verify_catches_changes(tmp_path: Path) -> None:
+    deb = tmp_path / "postfix_3.11.6-1+pf1~trixie_amd64.deb"
+    deb.write_bytes(b"deb")
+    entry = {"path": str(deb), "sha256": hashlib.sha256(b"deb").hexdigest()}
+    outputs = {"build postfix 3.11.6 trixie": {"files": [entry]}}
+    manifest = build_manifest(request(), outputs, {"build postfix 3.11.6 trixie": "k1"})
+    assert manifest["artifacts"] == [entry]
+    assert manifest["actions"]["build postfix 3.11.6 trixie"]["key"] == "k1"
+    path = tmp_path / "m.json"
+    write_manifest(path, manifest)
+    assert json.loads(path.read_text())["version"] == "3.11.6"
+    assert verify_manifest(path) == []
+    deb.write_bytes(b"tampered")
+    assert verify_manifest(path) == [f"changed: {deb}"]
+    deb.unlink()
+    assert verify_manifest(path) == [f"missing: {deb}"]
+
+
+def test_recipe_digest_is_the_same_in_every_process() -> None:
+    code = (
+        "from builder.release import recipe_digest; from builder.recipe import load_recipe; "
+        "print(recipe_digest(load_recipe('postfix')))"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1
