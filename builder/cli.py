@@ -167,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.details, file=sys.stderr)
         print(f"pfbuild: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # Output piped into `head` and the like: the reader left, nothing is wrong.
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("pfbuild: interrupted", file=sys.stderr)
         return 130
