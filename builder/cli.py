@@ -16,10 +16,12 @@ from builder.commands import (
     bootstrap,
     build,
     check,
+    check_upstream,
     doctor,
     fetch,
     image,
     manifest,
+    matrix,
     publish,
     release,
     serve,
@@ -49,6 +51,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     image,
     release,
     manifest,
+    check_upstream,
+    matrix,
 )
 
 

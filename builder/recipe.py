@@ -151,6 +151,9 @@ class Recipe:
     rebuild: int = 1
     # Other recipes a release of this one builds and publishes too: (name, version).
     companions: tuple[tuple[str, str], ...] = ()
+    # Directory listings of the official release mirrors (`check-upstream` reads the newest
+    # <source_package>-<series>.N.tar.gz from them), tried in order.
+    release_listings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Freeze the mappings so a loaded recipe cannot change under a running build.
@@ -272,6 +275,11 @@ def validate_recipe(recipe: Recipe) -> None:
             or companion[0] == recipe.name
         ):
             raise _bad(recipe.name, "companions", f"{companion!r} is not (other-recipe, version)")
+    for listing in recipe.release_listings:
+        if not re.match(r"^(https?|file)://[^\s]+/$", listing):
+            raise _bad(
+                recipe.name, "release_listings", f"{listing!r} is not an http(s):// folder URL"
+            )
     if recipe.templates and not (template_root() / recipe.templates).is_dir():
         raise _bad(recipe.name, "templates", f"debian-templates/{recipe.templates} is missing")
     for overlay in recipe.overlays:

@@ -117,6 +117,11 @@ RECIPE = Recipe(
     },
     # The image preloads the secure mimalloc, which no distribution ships.
     companions=(("mimalloc-secure", "2.0.9"),),
+    # The same mirrors' folder listings: where `pfbuild check-upstream` looks for new releases.
+    release_listings=(
+        "https://de.postfix.org/ftpmirror/official/",
+        "https://ftp.porcupine.org/mirrors/postfix-release/official/",
+    ),
     changes=(
         "Rebuild of Debian's packaging on Wietse Venema's signed upstream release.",
         "debian/rules: hardening flags (FORTIFY_SOURCE=3, stack clash, CET on x86, now/relro).",

