@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,15 @@ def shared_ctx(shared_workspace: Path) -> Context:
 def target(request: pytest.FixtureRequest) -> Iterator[Distribution]:
     """Each target distribution in turn."""
     yield TARGETS[request.param]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_gpg_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """gpg starts an agent per GNUPGHOME a test makes; stop them so none outlives the run."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    for home in {p.parent for p in base.rglob("pubring.kbx")}:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True, check=False,
+        )  # fmt: skip
