@@ -30,13 +30,17 @@ SITE_RECIPES = {
         "from recipes.mimalloc_secure import RECIPE as SECURE\n"
         "RECIPE = dataclasses.replace(SECURE, name='mimalloc-resume')\n"
     ),
-    # A recipe that lost -D_FORTIFY_SOURCE=3: its check must stop the release.
+    # A recipe that lost its hardening flags (no -z now among them): its check must stop the
+    # release.
     "mimalloc_weak.py": (
         "import dataclasses\n"
         "from recipes.mimalloc_secure import RECIPE as SECURE\n"
         "RECIPE = dataclasses.replace(\n"
         "    SECURE, name='mimalloc-weak',\n"
-        "    hardening=dataclasses.replace(SECURE.hardening, cppflags_append=()),\n"
+        "    hardening=dataclasses.replace(\n"
+        "        SECURE.hardening, build_maint_options='hardening=-all',\n"
+        "        cflags_append=(), ldflags_append=(),\n"
+        "    ),\n"
         ")\n"
     ),
 }
@@ -193,4 +197,5 @@ def test_failed_check_stops_the_release_and_publishes_nothing(
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("pfbuild: error: hardening check failed for trixie"), error
     assert "hardening.txt" in error
+    assert "libmimalloc-secure.so" in error and "bindnow missing" in error
     assert inrelease.read_bytes() == before
