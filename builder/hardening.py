@@ -25,12 +25,11 @@ from builder.context import Context
 from builder.distro import Distribution
 from builder.elfcheck import ElfFacts, count_endbr64, inspect_elf, is_elf
 from builder.errors import PfbuildError
+from builder.recipe import HARDENING_PROPERTIES
 
 log = logging.getLogger("pfbuild")
 
-PROPERTIES = (
-    "pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash", "cet",
-)  # fmt: skip
+PROPERTIES = HARDENING_PROPERTIES
 YES, NO, NA, UNAVAILABLE, UNKNOWN = "yes", "no", "n/a", "unavailable", "unknown"
 # Statuses that fail an expected property; "unknown" fails too: what cannot be proven is missing.
 FAILING = (NO, UNKNOWN)

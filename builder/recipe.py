@@ -14,9 +14,10 @@ from typing import Any
 
 from builder.errors import PfbuildError
 
-HARDENING_PROPERTIES = frozenset(
-    {"pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash", "cet"}
-)
+# The hardening vocabulary, in the order reports show it (builder/hardening.py uses it too).
+HARDENING_PROPERTIES = (
+    "pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash", "cet",
+)  # fmt: skip
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # Only plain dotted release numbers: they end up in file names, URLs and shell-free argv.
 VERSION_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
@@ -208,7 +209,7 @@ def _check_hardening(recipe: Recipe) -> None:
         raise _bad(recipe.name, "expected_hardening", "no target listed")
     for target, per_arch in recipe.expected_hardening.items():
         for arch, props in per_arch.items():
-            unknown = set(props) - HARDENING_PROPERTIES
+            unknown = set(props) - set(HARDENING_PROPERTIES)
             if unknown:
                 raise _bad(
                     recipe.name,

@@ -193,10 +193,10 @@ def _publish(
         finally:
             signing.stop_agent(ctx, key)
         tree = publish.tree_link(ctx).resolve()
+        changed = {s.suite: s.snapshot for s in states}
         suites = {}
         for dist in request.targets:
             inrelease = tree / "dists" / dist.name / "InRelease"
-            changed = {s.suite: s.snapshot for s in states}
             suites[dist.name] = {
                 "snapshot": changed.get(dist.name, "unchanged"),
                 "inrelease": file_entry(inrelease),

@@ -17,7 +17,6 @@ from builder.errors import PfbuildError
 from builder.hardening import (
     NA,
     NO,
-    PROPERTIES,
     UNAVAILABLE,
     YES,
     BuildLogSummary,
@@ -39,7 +38,6 @@ from builder.hardening import (
     validate_expected,
     write_report,
 )
-from builder.recipe import HARDENING_PROPERTIES
 
 pytestmark = pytest.mark.unit
 
@@ -144,11 +142,6 @@ def test_deb_extract_cmdline() -> None:
 
 def test_hardening_check_cmdline() -> None:
     assert hardening_check_cmdline([Path("/a"), Path("/b")]) == ["hardening-check", "/a", "/b"]
-
-
-def test_vocabulary_matches_the_recipes() -> None:
-    # Recipes validate expected_hardening against their own list: the two must not drift.
-    assert set(PROPERTIES) == HARDENING_PROPERTIES
 
 
 def test_validate_expected() -> None:
