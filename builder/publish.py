@@ -678,6 +678,26 @@ def refresh_tree(
     return final, True
 
 
+def install_tree(ctx: Context, source: Path) -> Path:
+    """Make a (verified) tree published elsewhere the live `dist/apt` of this workspace."""
+    _clean_leftovers(ctx)
+    live = live_generation(ctx)
+    generations = _generations(ctx)
+    number = (_generation_number(generations[-1]) or 0) + 1 if generations else 1
+    final = ctx.dist_dir / f"{TREE_NAME}.{number}"
+    tmp = ctx.dist_dir / f".{TREE_NAME}.{number}.tmp"
+    try:
+        shutil.copytree(source, tmp, symlinks=True)
+        tmp.chmod(0o755)
+        os.replace(tmp, final)
+    finally:
+        remove_path(tmp)
+    flip_link(tree_link(ctx), final.name)
+    log.info("installed the tree from %s as %s (was %s)", source, final.name, live)
+    _remove_old_generations(ctx, final)
+    return final
+
+
 # ---- the stage --------------------------------------------------------------------------------
 
 

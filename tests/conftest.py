@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,32 @@ def shared_workspace() -> Path:
     Base environments take a minute each to make; tests that only need one reuse this workspace
     (pfbuild's own caching is what makes that safe). PFBUILD_TEST_WORKSPACE moves it.
     """
-    path = Path(os.environ.get("PFBUILD_TEST_WORKSPACE", "/var/tmp/pfbuild-test-work"))
-    return prepare_workspace(path)
+    path = prepare_workspace(
+        Path(os.environ.get("PFBUILD_TEST_WORKSPACE", "/var/tmp/pfbuild-test-work"))
+    )
+    forget_publication(path)
+    return path
+
+
+# What a release publishes: the aptly database, the served trees, the manifests and the state of
+# the actions that made them. Caches (chroots, fetched sources, builds) stay.
+PUBLISHED = ("aptly", "dist", "manifests")
+PUBLISHED_STATE = ("publish.json", "image_*.json", "image-test_*.json")
+
+
+def forget_publication(workspace: Path) -> None:
+    """Start a test session with nothing published in the shared workspace.
+
+    A published version is immutable, so a repository left by an earlier session, built by an
+    older checkout with other templates, would refuse this session's packages of the same
+    version. Each session publishes afresh; its builds are still reused when their inputs match.
+    """
+    for name in PUBLISHED:
+        shutil.rmtree(workspace / name, ignore_errors=True)
+    state = workspace / "state" / "release"
+    for pattern in PUBLISHED_STATE:
+        for record in state.glob(pattern):
+            record.unlink()
 
 
 @pytest.fixture(scope="session")

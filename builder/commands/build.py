@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from builder.artifact import export_build
 from builder.build import build_targets
 from builder.commands.common import add_target_argument, selected_targets
 from builder.context import Context
@@ -13,7 +14,10 @@ from builder.recipe import load_recipe
 from builder.source import prepare_source
 
 NAME = "build"
-HELP = "build the .debs of a recipe for each target with sbuild (unshare mode)"
+HELP = (
+    "build the .debs of a recipe for each target with sbuild (unshare mode); each build also "
+    "leaves a self-describing artifact folder for `pfbuild publish --from`"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,5 +42,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     for result in results:
         state = "unchanged" if result.reused else "built"
-        print(f"{result.target:10}{state:10}{result.out_dir}")
+        artifact = export_build(ctx, recipe.name, args.version, result.target)
+        print(f"{result.target:10}{state:10}{result.out_dir}  artifact {artifact}")
     return 0

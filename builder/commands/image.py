@@ -7,11 +7,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from builder import image, imagetest
+from builder import image, imagetest, publish
 from builder.context import Context
 from builder.distro import TRIXIE
 from builder.engine import docker_client
 from builder.errors import PfbuildError
+from builder.treecheck import verify_tree
 
 NAME = "image"
 HELP = "build the Postfix container image per variant from the published repository"
@@ -77,6 +78,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "suite's signed index)",
     )
     parser.add_argument(
+        "--from",
+        dest="from_tree",
+        type=Path,
+        metavar="TREE",
+        help="build from this published tree (the publish job's dist/apt, made elsewhere): "
+        "verified like apt would (signature, index and package hashes), then made this "
+        "workspace's dist/apt",
+    )
+    parser.add_argument(
+        "--require-key",
+        default=os.environ.get("PFBUILD_REQUIRE_KEY") or None,
+        metavar="FPR",
+        help="with --from: the fingerprint the tree must be signed by (env PFBUILD_REQUIRE_KEY); "
+        "default: trust the key the tree carries, with a warning",
+    )
+    parser.add_argument(
         "--test",
         action="store_true",
         help="after building, run the acceptance proofs against running containers",
@@ -89,6 +106,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.require_key and not args.from_tree:
+        raise PfbuildError(
+            "--require-key applies to a tree given with --from",
+            fix="add --from TREE, or drop --require-key",
+        )
+    if args.from_tree:
+        verified = verify_tree(args.from_tree, args.require_key)
+        publish.install_tree(ctx, verified.path)
+        print(
+            f"tree    verified {verified.path} "
+            f"({verified.debs} packages, key {verified.fingerprint})"
+        )
     config = image.ImageConfig(
         name=args.name,
         version=args.version,

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from builder import publish, serve, signing
+from builder.artifact import import_artifacts
 from builder.commands.common import add_target_argument, selected_targets
 from builder.context import Context
 from builder.distro import TARGETS
@@ -24,6 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="the recipe whose build to add (default: all)")
     parser.add_argument("version", nargs="?", help="the version of that recipe's build")
     add_target_argument(parser)
+    parser.add_argument(
+        "--from",
+        dest="from_dirs",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="publish the build artifacts in DIR (made by `pfbuild build`/`check` elsewhere), "
+        "each verified against its artifact.json first; repeatable",
+    )
     parser.add_argument(
         "--rollback",
         metavar="SUITE",
@@ -84,8 +95,15 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "publish takes a RECIPE and a VERSION, or neither",
             fix="e.g. `pfbuild publish postfix 3.11.6`, or `pfbuild publish` for every build",
         )
-    if args.rollback and args.recipe:
-        raise PfbuildError("--rollback takes no RECIPE VERSION", fix="pass only --rollback SUITE")
+    if args.rollback and (args.recipe or args.from_dirs):
+        raise PfbuildError(
+            "--rollback takes no RECIPE VERSION or --from", fix="pass only --rollback SUITE"
+        )
+    if args.from_dirs and args.recipe:
+        raise PfbuildError(
+            "--from takes no RECIPE VERSION: the artifacts name their builds",
+            fix="e.g. `pfbuild publish --from artifacts/`",
+        )
     config = signing.SigningConfig(
         fingerprint=args.signing_key,
         gnupghome=_optional_path(args.gnupghome),
@@ -96,6 +114,20 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         url=args.url, lock_timeout=args.lock_timeout, allow_unchecked=args.allow_unchecked
     )
     targets = selected_targets(ctx, args)
+    builds: list[tuple[str, str]] = []
+    if args.from_dirs:
+        # Every artifact is verified before any of them enters the workspace.
+        imported = import_artifacts(ctx, args.from_dirs)
+        names = {a.target for a in imported}
+        targets = [t for t in targets if t.name in names]
+        if not targets:
+            raise PfbuildError(
+                f"the artifacts are for {', '.join(sorted(names))}, not the --target given",
+                fix="drop --target, or pass artifacts of that target",
+            )
+        builds = sorted({(a.recipe, a.version) for a in imported})
+        for artifact in imported:
+            print(f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version}")
     key = signing.ensure_signing_key(ctx, config)
     try:
         if args.rollback:
@@ -104,7 +136,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         else:
             recipe, version = args.recipe, args.version
             states = publish.publish_repo(
-                ctx, targets, key, options, recipe=recipe, version=version
+                ctx, targets, key, options, recipe=recipe, version=version, builds=builds
             )
             if not states:
                 raise PfbuildError(

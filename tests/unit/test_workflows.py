@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from builder.cli import build_parser
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +85,60 @@ def test_ci_runs_the_test_command_on_push_and_pull_request() -> None:
     assert re.search(r"^on:\n  push:\n  pull_request:\n", text, re.MULTILINE)
     assert "bash .ci/run" in text
     assert "./run-tests" in (REPO / ".ci" / "run").read_text()
+
+
+def _run_scripts(text: str) -> list[str]:
+    """The `run:` scripts of a workflow: inline, literal (|) or folded (>-) blocks."""
+    scripts = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"^(\s*)(?:- )?run: ?(.*)$", line)
+        if not match:
+            continue
+        indent, head = len(match.group(1)), match.group(2)
+        if head not in ("|", ">-", ">"):
+            scripts.append(head)
+            continue
+        body = []
+        for following in lines[i + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            body.append(following.strip())
+        scripts.append(("\n" if head == "|" else " ").join(body))
+    return scripts
+
+
+def _pfbuild_calls(text: str) -> list[list[str]]:
+    """Every `pfbuild ...` command line of a workflow's scripts, ${{ }} filled in."""
+    calls = []
+    for script in _run_scripts(re.sub(r"\$\{\{[^}]*\}\}", "X", text)):
+        for match in re.finditer(r"\.venv/bin/pfbuild ([^\n|;&>)]*)", script):
+            calls.append(shlex.split(match.group(1)))
+    return calls
+
+
+def test_every_pfbuild_call_in_the_workflows_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    calls = [c for p in sorted(WORKFLOWS.glob("*.yml")) for c in _pfbuild_calls(p.read_text())]
+    assert {c[0] for c in calls} >= {
+        "check-upstream",
+        "matrix",
+        "build",
+        "check",
+        "publish",
+        "image",
+    }
+    for call in calls:
+        try:
+            parser.parse_args(call)
+        except SystemExit:
+            pytest.fail(f"{call}: {capsys.readouterr().err}")
+
+
+def test_builds_meet_again_through_verified_artifacts() -> None:
+    jobs = _jobs((WORKFLOWS / "rebuild.yml").read_text())
+    assert "path: ${{ env.PFBUILD_WORKSPACE }}/artifacts/" in jobs["build"]
+    assert "merge-multiple: true" in jobs["publish"]
+    assert "pfbuild publish --from incoming" in jobs["publish"]
+    assert re.search(r"pfbuild\s+image --from apt-repository ", jobs["image"])
+    assert "PFBUILD_REQUIRE_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in jobs["image"]
