@@ -26,6 +26,7 @@ from builder.commands import (
     release,
     serve,
     source,
+    verify_reproducible,
 )
 from builder.context import (
     DEFAULT_BUILD_USER,
@@ -53,6 +54,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     manifest,
     check_upstream,
     matrix,
+    verify_reproducible,
 )
 
 

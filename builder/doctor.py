@@ -47,6 +47,8 @@ TOOLS = (
     Tool("readelf", "readelf", "binutils"),
     Tool("newuidmap", "newuidmap", "uidmap"),
     Tool("dockerd", "dockerd", "docker.io"),
+    # verify-reproducible explains differing .debs with it (minimal: no Recommends).
+    Tool("diffoscope", "diffoscope", "diffoscope-minimal"),
 )
 # Needed by the tools above but not found by a command name of their own.
 SUPPORT_PACKAGES = ("debian-archive-keyring", "ca-certificates", "xz-utils", "zstd")

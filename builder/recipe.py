@@ -125,6 +125,9 @@ class HardeningFlags:
     ldflags_append: tuple[str, ...]
     ldflags_strip: tuple[str, ...] = ()
     arch_cflags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Map the build path at link time too (-ffile-prefix-map in LDFLAGS): needed for
+    # reproducible builds when objects link with LDFLAGS alone under LTO, where code is made.
+    map_build_path_at_link: bool = False
 
     def cflags_for(self, arch: str) -> tuple[str, ...]:
         """Every CFLAGS append that applies on `arch`."""

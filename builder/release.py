@@ -383,8 +383,38 @@ def _walk_files(value: Any) -> list[dict[str, str]]:
     return []
 
 
+def _source_dsc_sha256(manifest: Mapping[str, Any], target: str) -> str | None:
+    name = f"source {manifest.get('recipe')} {manifest.get('version')} {target}"
+    files = manifest.get("actions", {}).get(name, {}).get("outputs", {}).get("files", [])
+    return next((f["sha256"] for f in files if f["path"].endswith(".dsc")), None)
+
+
+def carried_reproducibility(previous: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The `verify-reproducible` results of the previous manifest that still apply.
+
+    A result is about one .dsc: it is kept while the release's source of that target is the
+    same .dsc, and dropped once the source changed (its builds are not the ones it measured).
+    """
+    if not isinstance(previous, dict) or not isinstance(previous.get("reproducible"), dict):
+        return {}
+    kept = {
+        target: result
+        for target, result in previous["reproducible"].items()
+        if isinstance(result, dict)
+        and result.get("dsc_sha256") is not None
+        and result.get("dsc_sha256") == _source_dsc_sha256(manifest, target)
+    }
+    return {"reproducible": kept} if kept else {}
+
+
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    """Write the manifest atomically."""
+    """Write the manifest atomically, keeping the reproducibility results that still apply."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if "reproducible" not in manifest:
+        manifest = {**carried_reproducibility(previous, manifest), **manifest}
     write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import tarfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,7 +151,13 @@ def ensure_deps_chroot(
 
 
 def sbuild_cmdline(
-    dsc: Path, dist: Distribution, chroot: Path, build_dir: Path, *, jobs: int = 0
+    dsc: Path,
+    dist: Distribution,
+    chroot: Path,
+    build_dir: Path,
+    *,
+    jobs: int = 0,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """sbuild in unshare mode on a prepared chroot; the network stays off while compiling."""
     cmd = [
@@ -173,7 +180,7 @@ def sbuild_cmdline(
     ]
     if jobs:
         cmd.append(f"--jobs={jobs}")
-    return [*cmd, str(dsc)]
+    return [*cmd, *extra_args, str(dsc)]
 
 
 def dsc_files(dsc: Path) -> list[Path]:
@@ -241,6 +248,19 @@ class BuildResult:
         return self.out_dir / "build.log"
 
 
+@dataclass(frozen=True)
+class SbuildVariant:
+    """A deliberately different sbuild run of the same .dsc (verify-reproducible's build B).
+
+    It never reuses an earlier result and keeps its own stage folder and live log, so the
+    normal build's results and log stay untouched.
+    """
+
+    name: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
 def build_key(dsc: Path, deps: DepsChroot) -> str:
     """Identity of a build: every source file's hash, the chroot, and sbuild's version."""
     digest = hashlib.sha256()
@@ -260,18 +280,26 @@ def _read_result(out_dir: Path) -> dict[str, object]:
 
 
 def build_package(
-    ctx: Context, recipe: str, dsc: Path, dist: Distribution, out_dir: Path, *, jobs: int = 0
+    ctx: Context,
+    recipe: str,
+    dsc: Path,
+    dist: Distribution,
+    out_dir: Path,
+    *,
+    jobs: int = 0,
+    variant: SbuildVariant | None = None,
 ) -> BuildResult:
     """Build `dsc` for `dist` into `out_dir`, or say it is already built from the same inputs."""
     deps = ensure_deps_chroot(ctx, dist, recipe, dsc)
     key = build_key(dsc, deps)
     previous = _read_result(out_dir)
-    if previous.get("key") == key:
+    if variant is None and previous.get("key") == key:
         log.info("%s: %s already built from the same inputs, nothing to do", dist.name, dsc.name)
         files = previous.get("files")
         names = tuple(str(f) for f in files) if isinstance(files, list) else ()
         return BuildResult(dist.name, out_dir, key, names, True)
-    stage = make_stage_dir(ctx, f"{recipe}-{dist.name}")
+    label = f"{recipe}-{dist.name}" + (f"-{variant.name}" if variant else "")
+    stage = make_stage_dir(ctx, label)
     try:
         for path in dsc_files(dsc):
             link_or_copy(path, stage / path.name)
@@ -282,15 +310,20 @@ def build_package(
         build_dir = stage / "out"
         build_dir.mkdir()
         if os.geteuid() == 0:
-            for path in [*stage.iterdir(), build_dir]:
-                shutil.chown(path, user=ctx.build_user, group=ctx.build_user)
+            # Only the folder sbuild writes: the inputs are hard links to the workspace's own
+            # files, which must stay root's; the build user only reads them.
+            shutil.chown(build_dir, user=ctx.build_user, group=ctx.build_user)
         log.info("%s: sbuild %s (log %s)", dist.name, dsc.name, ctx.logs_dir)
         started = time.monotonic()
-        live_log = ctx.logs_dir / f"sbuild-{recipe}-{dist.name}.log"
+        live_log = ctx.logs_dir / f"sbuild-{label}.log"
+        extra_args = variant.args if variant else ()
         try:
             run.run(
-                sbuild_cmdline(stage / dsc.name, dist, chroot, build_dir, jobs=jobs),
+                sbuild_cmdline(
+                    stage / dsc.name, dist, chroot, build_dir, jobs=jobs, extra_args=extra_args
+                ),
                 user=ctx.build_user,
+                env=dict(variant.env) if variant else None,
                 cwd=stage,
                 log_path=live_log,
             )
@@ -307,6 +340,8 @@ def build_package(
                 shutil.copy2(build_dir / name, tmp / name)
             shutil.copy2(live_log, tmp / "build.log")
             result = {"key": key, "files": files, "target": dist.name, "deps": asdict(deps)}
+            if variant:
+                result["variant"] = asdict(variant)
             (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         log.info("%s: built %d files in %.0f s", dist.name, len(files), time.monotonic() - started)
         return BuildResult(dist.name, out_dir, key, tuple(files), False)

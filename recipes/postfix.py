@@ -91,6 +91,9 @@ RECIPE = Recipe(
         ),
         # Debian strips Ubuntu's -Bsymbolic-functions: postfix's shared libs interpose symbols.
         ldflags_strip=("-Wl,-Bsymbolic-functions",),
+        # Postfix links its shared objects with LDFLAGS alone: without this their build IDs
+        # differ with the build path (found by `pfbuild verify-reproducible`).
+        map_build_path_at_link=True,
         # Control-flow protection exists on x86 only; elsewhere gcc rejects the flag.
         arch_cflags={"amd64": ("-fcf-protection=full",), "i386": ("-fcf-protection=full",)},
     ),

@@ -73,3 +73,14 @@ def make_source_package(
     (tree / "debian" / "changelog").write_text(str(log))
     subprocess.run(["dpkg-source", "-b", tree.name], cwd=where, check=True, capture_output=True)
     return where / f"{name}_{version}.dsc"
+
+
+def unreproducible_rules(name: str = "pfbuild-hello") -> str:
+    """debian/rules lines that install the build's nanosecond clock: never the same twice."""
+    share = f"debian/{name}/usr/share/{name}"
+    return (
+        "override_dh_auto_install:\n"
+        "\tdh_auto_install\n"
+        f"\tmkdir -p {share}\n"
+        f"\tdate +%s%N > {share}/build-stamp\n"
+    )

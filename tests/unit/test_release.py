@@ -83,6 +83,21 @@ def test_manifest_lists_artifacts_and_verify_catches_changes(tmp_path: Path) -> 
     assert verify_manifest(path) == [f"missing: {deb}"]
 
 
+def test_a_new_release_keeps_reproducibility_results_of_the_same_source(tmp_path: Path) -> None:
+    def release_of(dsc_sha256: str) -> dict[str, object]:
+        dsc = {"path": "/ws/sources/postfix_3.11.6-1+pf1~trixie.dsc", "sha256": dsc_sha256}
+        outputs = {"source postfix 3.11.6 trixie": {"dsc": dsc["path"], "files": [dsc]}}
+        return build_manifest(request(), outputs, {})
+
+    path = tmp_path / "postfix-3.11.6.json"
+    result = {"verdict": "reproducible", "dsc_sha256": "a" * 64}
+    write_manifest(path, {**release_of("a" * 64), "reproducible": {"trixie": result}})
+    write_manifest(path, release_of("a" * 64))  # the same source again: the result still holds
+    assert json.loads(path.read_text())["reproducible"] == {"trixie": result}
+    write_manifest(path, release_of("b" * 64))  # another source: the result is about old builds
+    assert "reproducible" not in json.loads(path.read_text())
+
+
 def test_recipe_digest_is_the_same_in_every_process() -> None:
     code = (
         "from builder.release import recipe_digest; from builder.recipe import load_recipe; "

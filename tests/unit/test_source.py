@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,10 +89,27 @@ def test_hardening_block_replaces_every_maint_line() -> None:
         "export DEB_LDFLAGS_MAINT_APPEND = -Wl,-z,now -Wl,-z,relro -Wl,-z,noexecstack "
         "-Wl,-O1 -Wl,--as-needed",
         "ifneq (,$(filter amd64 i386,$(DEB_HOST_ARCH)))",
+        "export DEB_LDFLAGS_MAINT_APPEND += -ffile-prefix-map=$(CURDIR)=.",
     ):
         assert f"\n{line}\n" in rules
     # The block sits where Debian's flags were: before buildflags.mk reads them.
     assert rules.index("DEB_BUILD_MAINT_OPTIONS") < rules.index("buildflags.mk")
+
+
+def test_dpkg_buildflags_gives_the_block_s_flags_with_the_build_path_mapped(
+    tmp_path: Path,
+) -> None:
+    makefile = tmp_path / "rules"
+    block = _render("rules-hardening.mk.j2")
+    makefile.write_text(
+        f"{block}include /usr/share/dpkg/buildflags.mk\nprint:\n\t@echo $(LDFLAGS)\n"
+    )
+    ldflags = subprocess.run(
+        ["make", "-s", "-f", str(makefile), "print"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert f"-ffile-prefix-map={tmp_path}=." in ldflags
+    assert "-Wl,-z,now" in ldflags and "-flto=auto" in ldflags
 
 
 def test_rules_without_maint_lines_is_an_error() -> None:
