@@ -32,6 +32,16 @@ BASE_HARDENING = frozenset(
     {"pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash"}
 )
 
+# Debian scrubs the build path out of the installed makedefs.out, but only where a space follows
+# the map; ours ends the LDFLAGS and so ends lines (found by `pfbuild verify-reproducible`).
+MAKEDEFS_SCRUB = Replacement(
+    path="debian/rules",
+    old=r"sed -i 's@\s\+-ffile-prefix-map=\S\+=.\s\+@ @g' conf/makedefs.out",
+    # $$: make's escape of the regex's end-of-line $.
+    new=r"sed -i 's@\s\+-ffile-prefix-map=\S\+=.\(\s\+\|$$\)@ @g' conf/makedefs.out",
+    why="the link-time path map ends lines of makedefs.out, where Debian's scrub missed it",
+)
+
 RECIPE = Recipe(
     name="postfix",
     series="3.11",
@@ -105,7 +115,9 @@ RECIPE = Recipe(
                 new="libmongoc-1.0",
                 why="trixie ships mongo-c-driver 1.30, whose pkg-config name is libmongoc-1.0",
             ),
+            MAKEDEFS_SCRUB,
         ),
+        "resolute": (MAKEDEFS_SCRUB,),
     },
     templates="postfix",
     overlays=(

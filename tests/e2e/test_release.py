@@ -199,3 +199,28 @@ def test_failed_check_stops_the_release_and_publishes_nothing(
     assert "hardening.txt" in error
     assert "libmimalloc-secure.so" in error and "bindnow missing" in error
     assert inrelease.read_bytes() == before
+
+
+def test_the_released_postfix_is_reproducible_on_trixie(
+    release: subprocess.CompletedProcess[str], shared_workspace: Path
+) -> None:
+    """Build A is the release's own build; B varies path, jobs, user, clock, TZ, locale, umask."""
+    assert release.returncode == 0
+    started = time.monotonic()
+    proc = pfbuild(
+        shared_workspace, "verify-reproducible", "postfix", VERSION, "--target", "trixie"
+    )
+    print(f"verify-reproducible postfix: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    path = shared_workspace / "reports" / "postfix" / VERSION / "trixie" / "reproducible.json"
+    report = json.loads(path.read_text())
+    differing = {
+        d["name"]: d.get("diffoscope") for d in report["debs"] if d["verdict"] != "identical"
+    }
+    assert proc.returncode == 0, differing
+    assert report["build_a"]["reused"], "build A must be the release's build, not a new one"
+    assert all(v["applied"] for v in report["variations"]), report["variations"]
+    recorded = manifest(shared_workspace)["reproducible"]["trixie"]
+    assert recorded["verdict"] == "reproducible"
+    assert f"postfix_{VERSION}-1+pf1~trixie_amd64.deb" in recorded["identical"]
+    verify = pfbuild(shared_workspace, "manifest", "verify", "--version", VERSION)
+    assert verify.returncode == 0, verify.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +145,20 @@ def test_recipe_mappings_are_read_only() -> None:
     recipe = load_recipe("postfix")
     with pytest.raises(TypeError):
         recipe.binary_packages["trixie"] = ()  # type: ignore[index]  # must not be writable
+
+
+def test_postfix_makedefs_scrub_removes_a_path_map_at_the_end_of_a_line(tmp_path: Path) -> None:
+    from recipes.postfix import MAKEDEFS_SCRUB
+
+    # The command runs as debian/rules runs it: a make recipe line, in the source tree.
+    (tmp_path / "rules").write_text(f"all:\n\t{MAKEDEFS_SCRUB.new}\n")
+    makedefs = tmp_path / "conf" / "makedefs.out"
+    makedefs.parent.mkdir()
+    makedefs.write_text(
+        "OPT\t= -O3 -ffile-prefix-map=/build/a/postfix=. -Wl,-z,now -ffile-prefix-map=/build/a=.\n"
+        "PLUGIN_LD = gcc -shared -Wl,--as-needed -ffile-prefix-map=/build/a/postfix-3.11.6=.\n"
+    )
+    subprocess.run(["make", "-s", "-f", "rules"], cwd=tmp_path, check=True)
+    out = makedefs.read_text()
+    assert "/build/" not in out
+    assert "-Wl,-z,now" in out and "PLUGIN_LD = gcc -shared -Wl,--as-needed" in out
