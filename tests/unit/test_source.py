@@ -27,7 +27,7 @@ from builder.source import (
 
 pytestmark = pytest.mark.unit
 
-RULES = """#!/usr/bin/make -f
+RULES = r"""#!/usr/bin/make -f
 export SHELL = /bin/sh -e
 
 export DEB_BUILD_MAINT_OPTIONS = hardening=+all
@@ -38,6 +38,9 @@ DEB_LDFLAGS_MAINT_STRIP := -Wl,-Bsymbolic-functions
 
 include /usr/share/dpkg/buildflags.mk
 CCARGS += mongoc2
+
+override_dh_auto_build-arch:
+	sed -i 's@\s\+-ffile-prefix-map=\S\+=.\s\+@ @g' conf/makedefs.out
 """
 CHANGELOG = """postfix (3.11.6-1) unstable; urgency=medium
 
@@ -230,6 +233,7 @@ def test_apply_overlays_on_a_tree(tmp_path: Path) -> None:
     rules = (debian / "rules").read_text()
     assert "mongoc2" not in rules and "libmongoc-1.0" in rules
     assert "+CCARGS += libmongoc-1.0" in changes[-1].diff()
+    assert "=.\\(\\s\\+\\|$$\\)@ @g' conf/makedefs.out" in rules
 
 
 def test_overlay_outside_debian_is_refused() -> None:
