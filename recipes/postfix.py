@@ -32,14 +32,15 @@ BASE_HARDENING = frozenset(
     {"pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash"}
 )
 
-# Debian scrubs the build path out of the installed makedefs.out, but only where a space follows
-# the map; ours ends the LDFLAGS and so ends lines (found by `pfbuild verify-reproducible`).
+# Debian scrubs the build path out of the installed makedefs.out, but only a map followed by
+# whitespace; ours ends the LDFLAGS, so it ends lines and quoted values there (found by
+# `pfbuild verify-reproducible`). This removes every map wherever it stands.
 MAKEDEFS_SCRUB = Replacement(
     path="debian/rules",
     old=r"sed -i 's@\s\+-ffile-prefix-map=\S\+=.\s\+@ @g' conf/makedefs.out",
-    # $$: make's escape of the regex's end-of-line $.
-    new=r"sed -i 's@\s\+-ffile-prefix-map=\S\+=.\(\s\+\|$$\)@ @g' conf/makedefs.out",
-    why="the link-time path map ends lines of makedefs.out, where Debian's scrub missed it",
+    new=r"sed -i 's@\s*-ffile-prefix-map=[^[:space:]'\'']*@@g' conf/makedefs.out",
+    why="the link-time path map ends lines and values of makedefs.out, where Debian's scrub "
+    "missed it",
 )
 
 RECIPE = Recipe(
