@@ -58,6 +58,11 @@ def _file_entry(path: Path) -> dict[str, Any]:
     return {"name": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}
 
 
+def has_result(build_dir: Path) -> bool:
+    """Whether `build_dir` holds a finished pfbuild build (one `pfbuild build` recorded)."""
+    return (build_dir / "result.json").is_file()
+
+
 # ---- export -----------------------------------------------------------------------------------
 
 

@@ -32,13 +32,14 @@ BASE_HARDENING = frozenset(
     {"pie", "relro", "bindnow", "nxstack", "stackprotector", "fortify3", "stackclash"}
 )
 
-# Debian scrubs the build path out of the installed makedefs.out, but only a map followed by
-# whitespace; ours ends the LDFLAGS, so it ends lines and quoted values there (found by
-# `pfbuild verify-reproducible`). This removes every map wherever it stands.
+# Debian scrubs the build path out of the installed makedefs.out, but only a -ffile-prefix-map
+# followed by whitespace: ours ends the LDFLAGS, so it ends lines and quoted values there, and
+# Ubuntu's dpkg adds -fdebug-prefix-map (both found by `pfbuild verify-reproducible`). This
+# removes every -f*-prefix-map wherever it stands.
 MAKEDEFS_SCRUB = Replacement(
     path="debian/rules",
     old=r"sed -i 's@\s\+-ffile-prefix-map=\S\+=.\s\+@ @g' conf/makedefs.out",
-    new=r"sed -i 's@\s*-ffile-prefix-map=[^[:space:]'\'']*@@g' conf/makedefs.out",
+    new=r"sed -i 's@\s*-f[a-z]*-prefix-map=[^[:space:]'\'']*@@g' conf/makedefs.out",
     why="the link-time path map ends lines and values of makedefs.out, where Debian's scrub "
     "missed it",
 )

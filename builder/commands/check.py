@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from builder.artifact import export_build
+from builder.artifact import export_build, has_result
 from builder.commands.common import add_target_argument, selected_targets
 from builder.context import Context
 from builder.distro import Distribution
@@ -56,11 +56,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         report = check_build(ctx, build_dir, dist, dist.arch, expected)
         report_dir = ctx.report_dir(args.recipe, args.version, dist.name)
         write_report(report, report_dir)
-        # The build's artifact folder carries the report and its verdict from now on.
-        artifact = export_build(ctx, args.recipe, args.version, dist.name)
         print(format_table(report))
         print(f"report: {report_dir / 'hardening.json'}")
-        print(f"artifact: {artifact}\n")
+        if has_result(build_dir):
+            # The build's artifact folder carries the report and its verdict from now on.
+            print(f"artifact: {export_build(ctx, args.recipe, args.version, dist.name)}")
+        print()
         if report.verdict != "pass":
             failed.append((report, report_dir))
     # Every target's report is written before a failure is raised.

@@ -201,17 +201,18 @@ def test_failed_check_stops_the_release_and_publishes_nothing(
     assert inrelease.read_bytes() == before
 
 
-def test_the_released_postfix_is_reproducible_on_trixie(
-    release: subprocess.CompletedProcess[str], shared_workspace: Path
+@pytest.mark.parametrize("target", ["trixie", "resolute"])
+def test_the_released_postfix_is_reproducible(
+    release: subprocess.CompletedProcess[str], shared_workspace: Path, target: str
 ) -> None:
     """Build A is the release's own build; B varies path, jobs, user, clock, TZ, locale, umask."""
     assert release.returncode == 0
     started = time.monotonic()
-    proc = pfbuild(
-        shared_workspace, "verify-reproducible", "postfix", VERSION, "--target", "trixie"
+    proc = pfbuild(shared_workspace, "verify-reproducible", "postfix", VERSION, "--target", target)
+    print(
+        f"verify-reproducible postfix {target}: {time.monotonic() - started:.0f} s", file=sys.stderr
     )
-    print(f"verify-reproducible postfix: {time.monotonic() - started:.0f} s", file=sys.stderr)
-    path = shared_workspace / "reports" / "postfix" / VERSION / "trixie" / "reproducible.json"
+    path = shared_workspace / "reports" / "postfix" / VERSION / target / "reproducible.json"
     report = json.loads(path.read_text())
     differing = {
         d["name"]: d.get("diffoscope") for d in report["debs"] if d["verdict"] != "identical"
@@ -219,8 +220,8 @@ def test_the_released_postfix_is_reproducible_on_trixie(
     assert proc.returncode == 0, differing
     assert report["build_a"]["reused"], "build A must be the release's build, not a new one"
     assert all(v["applied"] for v in report["variations"]), report["variations"]
-    recorded = manifest(shared_workspace)["reproducible"]["trixie"]
+    recorded = manifest(shared_workspace)["reproducible"][target]
     assert recorded["verdict"] == "reproducible"
-    assert f"postfix_{VERSION}-1+pf1~trixie_amd64.deb" in recorded["identical"]
+    assert f"postfix_{VERSION}-1+pf1~{target}_amd64.deb" in recorded["identical"]
     verify = pfbuild(shared_workspace, "manifest", "verify", "--version", VERSION)
     assert verify.returncode == 0, verify.stderr

@@ -158,9 +158,11 @@ def test_postfix_makedefs_scrub_removes_a_path_map_at_the_end_of_a_line(tmp_path
         "OPT\t= -O3 -ffile-prefix-map=/build/a/postfix=. -Wl,-z,now -ffile-prefix-map=/build/a=.\n"
         "PLUGIN_LD = gcc -shared -Wl,--as-needed -ffile-prefix-map=/build/a/postfix-3.11.6=.\n"
         "EXPORT\t= CCARGS='-I.' OPT='-O3 -Wl,-O1 -ffile-prefix-map=/build/a/postfix=.' DEBUG=''\n"
+        "SHLIB_CFLAGS = -fPIC -fdebug-prefix-map=/build/a/postfix-3.11.6=/usr/src/postfix -g\n"
     )
     subprocess.run(["make", "-s", "-f", "rules"], cwd=tmp_path, check=True)
     out = makedefs.read_text()
     assert "/build/" not in out
     assert "-Wl,-z,now" in out and "PLUGIN_LD = gcc -shared -Wl,--as-needed" in out
     assert "OPT='-O3 -Wl,-O1' DEBUG=''" in out
+    assert "SHLIB_CFLAGS = -fPIC -g" in out
