@@ -289,6 +289,11 @@ def install_artifact(ctx: Context, artifact: Artifact) -> None:
     with atomic_dir(ctx.report_dir(artifact.recipe, artifact.version, artifact.target)) as tmp:
         for name in report_names:
             link_or_copy(artifact.path / name, tmp / name)
+    state = "checked" if artifact.checked else "NOT checked"
+    log.info(
+        "%s: imported %s %s from %s (%s)",
+        artifact.target, artifact.recipe, artifact.version, artifact.path, state,
+    )  # fmt: skip
 
 
 def import_artifacts(ctx: Context, roots: Sequence[Path]) -> list[Artifact]:
@@ -296,9 +301,4 @@ def import_artifacts(ctx: Context, roots: Sequence[Path]) -> list[Artifact]:
     artifacts = verify_artifacts(find_artifacts(roots))
     for artifact in artifacts:
         install_artifact(ctx, artifact)
-        state = "checked" if artifact.checked else "NOT checked"
-        log.info(
-            "%s: imported %s %s from %s (%s)",
-            artifact.target, artifact.recipe, artifact.version, artifact.path, state,
-        )  # fmt: skip
     return artifacts

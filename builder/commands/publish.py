@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from builder import publish, serve, signing
-from builder.artifact import import_artifacts
+from builder.artifact import find_artifacts, install_artifact, verify_artifacts
 from builder.commands.common import add_target_argument, selected_targets
 from builder.context import Context
 from builder.distro import TARGETS
@@ -116,8 +116,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     targets = selected_targets(ctx, args)
     builds: list[tuple[str, str]] = []
     if args.from_dirs:
-        # Every artifact is verified before any of them enters the workspace.
-        imported = import_artifacts(ctx, args.from_dirs)
+        # Every artifact is verified, and the request checked, before any enters the workspace.
+        imported = verify_artifacts(find_artifacts(args.from_dirs))
         names = {a.target for a in imported}
         targets = [t for t in targets if t.name in names]
         if not targets:
@@ -125,6 +125,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 f"the artifacts are for {', '.join(sorted(names))}, not the --target given",
                 fix="drop --target, or pass artifacts of that target",
             )
+        for artifact in imported:
+            install_artifact(ctx, artifact)
         builds = sorted({(a.recipe, a.version) for a in imported})
         for artifact in imported:
             print(f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version}")

@@ -199,3 +199,11 @@ def test_publish_from_takes_no_recipe(
     assert main(["--workspace", ws, "publish", "--from", str(tmp_path)]) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("pfbuild: error: no pfbuild artifact in") and "\n" not in err
+
+
+def test_publish_from_with_another_target_writes_nothing(ctx: Context, tmp_path: Path) -> None:
+    exported(ctx, TRIXIE)
+    other = prepare_workspace(tmp_path / "publisher")
+    args = ["--workspace", str(other), "publish", "--from", str(ctx.workspace / "artifacts")]
+    assert main([*args, "--target", "resolute"]) == 3
+    assert not (other / "builds").exists()
