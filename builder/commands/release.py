@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--no-image", action="store_true", help="stop after publishing")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    parser.add_argument("--jobs", type=int, default=0, metavar="N", help="compiler jobs per build")
+    parser.add_argument(
+        "--jobs", type=int, default=0, metavar="N",
+        help="compiler jobs per build (default 0: no --jobs to sbuild; the package's rules "
+        "decide, postfix's run make -j on every core)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     parser.add_argument(
         "--url", default="http://127.0.0.1:8080/",
@@ -54,7 +58,9 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
             fix="add its --target, or drop the --variant",
         )
     if args.jobs < 0:
-        raise PfbuildError("--jobs must not be negative", fix="pass 0 for all cores")
+        raise PfbuildError(
+            "--jobs must not be negative", fix="pass N > 0, or 0 to leave it to the package"
+        )
     return ReleaseRequest(
         recipe=args.recipe,
         version=args.version,
