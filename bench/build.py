@@ -13,17 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder import run
-from builder.context import Context, prepare_workspace
-from builder.distro import get_target
-from builder.sbuild import (
+from builder.build.sbuild import (
     build_package,
     dsc_files,
     ensure_deps_chroot,
-    link_or_copy,
     make_stage_dir,
     sbuild_cmdline,
 )
+from builder.core import run
+from builder.core.atomic import link_or_copy
+from builder.core.context import Context, prepare_workspace
+from builder.model.distro import get_target
 from tests.pkgfactory import make_source_package
 
 RESULTS = Path(__file__).resolve().parent / "results"

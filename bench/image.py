@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 import docker
-from builder import image, imagetest
+from builder.image import build as image
+from builder.image import proofs as imagetest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The image this replaces, as measured by its users.

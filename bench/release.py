@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.build import time_plain_sbuild
-from builder.context import Context, prepare_workspace
-from builder.distro import TRIXIE
-from builder.sbuild import build_package, ensure_deps_chroot
+from builder.build.sbuild import build_package, ensure_deps_chroot
+from builder.core.context import Context, prepare_workspace
+from builder.model.distro import TRIXIE
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"

@@ -28,15 +28,15 @@ from builder.commands import (
     source,
     verify_reproducible,
 )
-from builder.context import (
+from builder.core.context import (
     DEFAULT_BUILD_USER,
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_WORKSPACE,
     Context,
     prepare_workspace,
 )
-from builder.distro import get_target
-from builder.errors import PfbuildError
+from builder.core.errors import PfbuildError
+from builder.model.distro import get_target
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 

@@ -1,1 +1,1 @@
-"""Recipes: one module per package pfbuild builds, each defining RECIPE (see builder.recipe)."""
+"""Recipes: one module per package pfbuild builds, each defining RECIPE (builder.model.recipe)."""

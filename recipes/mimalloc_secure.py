@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.recipe import ArchiveSource, HardeningFlags, Overlay, Recipe
+from builder.model.recipe import ArchiveSource, HardeningFlags, Overlay, Recipe
 
 DEBIAN = "http://deb.debian.org/debian"
 HARDENING = frozenset({"pie", "relro", "bindnow", "nxstack", "stackprotector", "stackclash"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.recipe import (
+from builder.model.recipe import (
     ArchiveSource,
     HardeningFlags,
     Overlay,

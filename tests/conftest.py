@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.context import Context, prepare_workspace
-from builder.distro import TARGETS, Distribution
+from builder.core.context import Context, prepare_workspace
+from builder.model.distro import TARGETS, Distribution
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MIRROR = Path(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from builder.buildenv import bootstrap
+from builder.bootstrap.buildenv import bootstrap
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
+from builder.core.context import Context
 
 NAME = "bootstrap"
 HELP = "make (or reuse) the sbuild chroot tarball and Docker base image of each target"

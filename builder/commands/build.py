@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.artifact import export_build
-from builder.build import build_targets
+from builder.build.stage import build_targets
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.distro import Distribution
-from builder.recipe import load_recipe
-from builder.source import prepare_source
+from builder.core.context import Context
+from builder.model.distro import Distribution
+from builder.model.recipe import load_recipe
+from builder.publish.artifact import export_build
+from builder.source.package import prepare_source
 
 NAME = "build"
 HELP = (

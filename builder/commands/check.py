@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from builder.artifact import export_build, has_result
+from builder.check.hardening import (
+    PROPERTIES,
+    check_build,
+    format_table,
+    require_passed,
+    write_report,
+)
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.distro import Distribution
-from builder.errors import PfbuildError
-from builder.hardening import PROPERTIES, check_build, format_table, require_passed, write_report
-from builder.recipe import load_recipe
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import Distribution
+from builder.model.recipe import load_recipe
+from builder.publish.artifact import export_build, has_result
 
 NAME = "check"
 HELP = "write the hardening report of built packages and fail on missing expected hardening"

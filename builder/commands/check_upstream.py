@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from builder.context import Context
-from builder.download import DEFAULT_TIMEOUT
-from builder.errors import PfbuildError
-from builder.recipe import load_recipe
-from builder.upstream import check_upstream, newest_from_debian
+from builder.core.context import Context
+from builder.core.download import DEFAULT_TIMEOUT
+from builder.core.errors import PfbuildError
+from builder.model.recipe import load_recipe
+from builder.pipeline.updates import check_upstream, newest_from_debian
 
 NAME = "check-upstream"
 HELP = (

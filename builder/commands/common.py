@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from builder.context import Context
-from builder.distro import TARGETS, Distribution, get_target
+from builder.core.context import Context
+from builder.model.distro import TARGETS, Distribution, get_target
 
 
 def add_target_argument(parser: argparse.ArgumentParser) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from builder import doctor
-from builder.context import Context
-from builder.errors import PfbuildError
+from builder.core import doctor
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
 
 NAME = "doctor"
 HELP = "check the host prerequisites (--fix installs and starts what is missing, as root)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from builder.context import Context
-from builder.fetch import describe, fetch
-from builder.recipe import load_recipe
+from builder.core.context import Context
+from builder.fetch.sources import describe, fetch
+from builder.model.recipe import load_recipe
 
 NAME = "fetch"
 HELP = "download and verify a recipe's sources into the content-addressed cache"

@@ -7,12 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from builder import image, imagetest, publish
-from builder.context import Context
-from builder.distro import TRIXIE
-from builder.engine import docker_client
-from builder.errors import PfbuildError
-from builder.treecheck import verify_tree
+from builder.core.context import Context
+from builder.core.engine import docker_client
+from builder.core.errors import PfbuildError
+from builder.image import build as image
+from builder.image import proofs as imagetest
+from builder.model.distro import TRIXIE
+from builder.publish import repo as publish
+from builder.publish.treecheck import verify_tree
 
 NAME = "image"
 HELP = "build the Postfix container image per variant from the published repository"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.context import Context
-from builder.errors import PfbuildError
-from builder.release import manifest_path, verify_manifest
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.pipeline.release import verify_manifest
 
 NAME = "manifest"
 HELP = "verify a release manifest against the artifacts on disk"
@@ -26,7 +26,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise PfbuildError(
                 "manifest verify needs a PATH or --version", fix="e.g. --version 3.11.6"
             )
-        path = manifest_path(ctx, "postfix", args.version)
+        path = ctx.manifest_path("postfix", args.version)
     problems = verify_manifest(path)
     if problems:
         raise PfbuildError(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from builder.context import Context
-from builder.distro import TARGETS
-from builder.errors import PfbuildError
-from builder.recipe import load_recipe
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import TARGETS
+from builder.model.recipe import load_recipe
 
 NAME = "matrix"
 HELP = "print the GitHub Actions build matrix of a release: one job per recipe and target"

@@ -6,12 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from builder import publish, serve, signing
-from builder.artifact import find_artifacts, install_artifact, verify_artifacts
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.distro import TARGETS
-from builder.errors import PfbuildError
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import TARGETS
+from builder.publish import repo as publish
+from builder.publish import serve, signing
+from builder.publish.artifact import find_artifacts, install_artifact, verify_artifacts
 
 NAME = "publish"
 HELP = "publish the checked .debs of every target as a signed apt repository (dist/apt)"

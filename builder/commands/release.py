@@ -6,15 +6,14 @@ import argparse
 import json
 import sys
 
-from builder.actions import Progress, StateStore, execute, plan, workspace_lock
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.distro import TARGETS
-from builder.errors import PfbuildError
-from builder.release import (
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import TARGETS
+from builder.pipeline.actions import Progress, StateStore, execute, plan, workspace_lock
+from builder.pipeline.release import (
     ReleaseRequest,
     build_manifest,
-    manifest_path,
     release_actions,
     write_manifest,
 )
@@ -86,7 +85,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         planned = plan(actions, state)
         outputs = execute(planned, state, progress)
         manifest = build_manifest(request, outputs, {p.action.name: p.key for p in planned})
-        path = manifest_path(ctx, request.recipe, request.version)
+        path = ctx.manifest_path(request.recipe, request.version)
         write_manifest(path, manifest)
     if args.json:
         print(json.dumps({"manifest": str(path)}))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from builder import publish, serve
-from builder.context import Context
+from builder.core.context import Context
+from builder.publish import repo as publish
+from builder.publish import serve
 
 NAME = "serve"
 HELP = "serve the published apt repository over HTTP on 127.0.0.1 until interrupted"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.recipe import load_recipe
-from builder.source import prepare_source, summary
+from builder.core.context import Context
+from builder.model.recipe import load_recipe
+from builder.source.package import prepare_source, summary
 
 NAME = "source"
 HELP = "prepare the source package (.dsc, .debian.tar.xz, orig) per target with our overlays"

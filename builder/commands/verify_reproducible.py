@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.actions import workspace_lock
+from builder.build.reproducible import Verification, verify_reproducible
 from builder.commands.common import add_target_argument, selected_targets
-from builder.context import Context
-from builder.errors import PfbuildError
-from builder.recipe import load_recipe
-from builder.reproducible import Verification, verify_reproducible
-from builder.source import prepare_source
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.recipe import load_recipe
+from builder.pipeline.actions import workspace_lock
+from builder.source.package import prepare_source
 
 NAME = "verify-reproducible"
 HELP = (

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.artifact import MANIFEST
-from builder.publish import MANIFEST_NAME
+from builder.publish.artifact import MANIFEST
+from builder.publish.repo import MANIFEST_NAME
 
 pytestmark = pytest.mark.e2e
 

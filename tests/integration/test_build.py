@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import build_targets
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE, Distribution
-from builder.errors import PfbuildError
-from builder.sbuild import build_package
+from builder.build.sbuild import build_package
+from builder.build.stage import build_targets
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution
 from tests.pkgfactory import make_source_package
 
 pytestmark = pytest.mark.integration

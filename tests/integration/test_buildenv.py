@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.buildenv import bootstrap, chroot_tarball_path, ensure_base_image
-from builder.context import Context
-from builder.distro import Distribution
-from builder.sbuild import build_package
+from builder.bootstrap.buildenv import bootstrap, chroot_tarball_path, ensure_base_image
+from builder.build.sbuild import build_package
+from builder.core.context import Context
+from builder.model.distro import Distribution
 from tests.pkgfactory import make_source_package
 
 pytestmark = pytest.mark.integration

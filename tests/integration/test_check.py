@@ -13,14 +13,10 @@ from pathlib import Path
 import pytest
 from debian import deb822
 
-from builder import cli, gpg, run
-from builder.atomic import atomic_dir
-from builder.blhc import run_blhc
-from builder.buildenv import ensure_chroot_tarball
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE, Distribution, HostKeyring
-from builder.download import download, sha256_file
-from builder.hardening import (
+from builder import cli
+from builder.bootstrap.buildenv import ensure_chroot_tarball
+from builder.check.blhc import run_blhc
+from builder.check.hardening import (
     NA,
     NO,
     UNAVAILABLE,
@@ -30,6 +26,12 @@ from builder.hardening import (
     check_build,
     format_table,
 )
+from builder.core import gpg, run
+from builder.core.atomic import atomic_dir
+from builder.core.context import Context
+from builder.core.digest import sha256_file
+from builder.core.download import download
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution, HostKeyring
 
 pytestmark = pytest.mark.integration
 

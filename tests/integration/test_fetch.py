@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from builder import cli
-from builder.archive import release_hashes
-from builder.context import Context, prepare_workspace
-from builder.download import download
-from builder.errors import PfbuildError
-from builder.fetch import FetchResult, fetch
-from builder.gpg import clearsigned_text
-from builder.recipe import UpstreamMirror, load_recipe
+from builder.core.aptindex import release_hashes
+from builder.core.context import Context, prepare_workspace
+from builder.core.download import download
+from builder.core.errors import PfbuildError
+from builder.core.gpg import clearsigned_text
+from builder.fetch.sources import FetchResult, fetch
+from builder.model.recipe import UpstreamMirror, load_recipe
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from builder import publish
 from builder.cli import main
-from builder.context import Context, prepare_workspace
-from builder.distro import RESOLUTE, TRIXIE
-from builder.errors import PfbuildError
-from builder.treecheck import verify_tree
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE
+from builder.publish import repo as publish
+from builder.publish.treecheck import verify_tree
 from tests.unit.test_artifact import RECIPE, VERSION, exported
 
 pytestmark = pytest.mark.integration

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 import docker
-from builder import image, imagetest, publish
-from builder.buildenv import ensure_base_image
+from builder.bootstrap.buildenv import ensure_base_image
 from builder.cli import main
-from builder.context import Context
-from builder.distro import TARGETS, TRIXIE
-from builder.engine import docker_client
-from builder.recipe import load_recipe
+from builder.core.context import Context
+from builder.core.engine import docker_client
+from builder.image import build as image
+from builder.image import proofs as imagetest
+from builder.model.distro import TARGETS, TRIXIE
+from builder.model.recipe import load_recipe
+from builder.publish import repo as publish
 
 pytestmark = pytest.mark.integration
 

@@ -27,14 +27,15 @@ from pathlib import Path
 import docker.models.containers
 import pytest
 
-from builder import publish, run
-from builder.buildenv import ensure_base_image
+from builder.bootstrap.buildenv import ensure_base_image
 from builder.cli import main
-from builder.context import Context, prepare_workspace
-from builder.distro import RESOLUTE, TRIXIE, Distribution
-from builder.engine import docker_client
-from builder.gpg import verify_signature
-from builder.signing import (
+from builder.core import run
+from builder.core.context import Context, prepare_workspace
+from builder.core.engine import docker_client
+from builder.core.gpg import verify_signature
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.publish import repo as publish
+from builder.publish.signing import (
     SigningConfig,
     ensure_signing_key,
     export_public_key,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import publish
-from builder.context import Context
-from builder.distro import Distribution
-from builder.recipe import load_recipe
+from builder.core.context import Context
+from builder.model.distro import Distribution
+from builder.model.recipe import load_recipe
+from builder.publish import repo as publish
 from tests.integration.test_image import POSTFIX_VERSION, published
 from tests.integration.test_publish import AptContainer, apt_container, free_port
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from builder.cli import main
-from builder.context import Context
+from builder.core.context import Context
 from tests.pkgfactory import make_source_package, unreproducible_rules
 from tests.unit.test_reproducible import ALL_VARIATIONS as VARIATIONS
 

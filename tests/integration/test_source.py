@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli, run
-from builder.context import Context, prepare_workspace
-from builder.distro import TARGETS, Distribution
-from builder.errors import PfbuildError
-from builder.fetch import ROLE_DEBIAN, FetchResult, fetch
-from builder.recipe import Recipe, load_recipe
-from builder.source import prepare_source, render_source
+from builder import cli
+from builder.core import run
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.fetch.sources import ROLE_DEBIAN, FetchResult, fetch
+from builder.model.distro import TARGETS, Distribution
+from builder.model.recipe import Recipe, load_recipe
+from builder.source.package import prepare_source, render_source
 from tests.fixtures.sources import ORIG, file_mirror, offline_postfix
 
 pytestmark = pytest.mark.integration

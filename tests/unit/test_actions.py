@@ -12,16 +12,9 @@ from typing import Any
 
 import pytest
 
-from builder.actions import (
-    Action,
-    Progress,
-    StateStore,
-    execute,
-    hash_tree,
-    plan,
-    workspace_lock,
-)
-from builder.errors import PfbuildError
+from builder.core.digest import hash_tree
+from builder.core.errors import PfbuildError
+from builder.pipeline.actions import Action, Progress, StateStore, execute, plan, workspace_lock
 
 pytestmark = pytest.mark.unit
 
@@ -116,8 +109,9 @@ def test_second_lock_holder_is_told_who_holds_it(tmp_path: Path) -> None:
     lock = tmp_path / "release.lock"
     with workspace_lock(lock, "release"):
         code = (
-            "import sys; from pathlib import Path; from builder.actions import workspace_lock\n"
-            "from builder.errors import PfbuildError\n"
+            "import sys; from pathlib import Path\n"
+            "from builder.pipeline.actions import workspace_lock\n"
+            "from builder.core.errors import PfbuildError\n"
             "try:\n"
             f"    with workspace_lock(Path({str(lock)!r}), 'release'): pass\n"
             "except PfbuildError as e: print(e.one_line()); sys.exit(3)\n"

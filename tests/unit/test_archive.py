@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.archive import dsc_file_name, dsc_hashes, find_source, pool_directory
-from builder.errors import PfbuildError
-from builder.recipe import load_recipe
+from builder.core.errors import PfbuildError
+from builder.fetch.archive import dsc_file_name, dsc_hashes, find_source, pool_directory
+from builder.model.recipe import load_recipe
 from tests.conftest import SHARED_MIRROR
 
 pytestmark = pytest.mark.unit

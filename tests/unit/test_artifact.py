@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from builder import publish
-from builder.artifact import (
+from builder.cli import main
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.publish import repo as publish
+from builder.publish.artifact import (
     MANIFEST,
     export_build,
     find_artifacts,
     import_artifacts,
     verify_artifact,
 )
-from builder.cli import main
-from builder.context import Context, prepare_workspace
-from builder.distro import RESOLUTE, TRIXIE, Distribution
-from builder.errors import PfbuildError
 from tests.unit.test_publish import make_build, write_verdict
 
 pytestmark = pytest.mark.unit

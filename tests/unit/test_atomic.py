@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.atomic import atomic_dir, atomic_file
+from builder.core.atomic import atomic_dir, atomic_file
 
 pytestmark = pytest.mark.unit
 

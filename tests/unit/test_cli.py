@@ -60,7 +60,7 @@ def test_crash_is_exit_1_without_traceback_unless_debug(
     def boom(*_: object) -> list[object]:
         raise RuntimeError("kaputt")
 
-    monkeypatch.setattr("builder.doctor.run_checks", boom)
+    monkeypatch.setattr("builder.core.doctor.run_checks", boom)
     assert cli.main(["--workspace", str(tmp_path), "doctor"]) == 1
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: kaputt" in err

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.distro import RESOLUTE, TARGETS, TRIXIE, ArchiveKeyring, get_target
-from builder.errors import PfbuildError
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TARGETS, TRIXIE, ArchiveKeyring, get_target
 
 pytestmark = pytest.mark.unit
 

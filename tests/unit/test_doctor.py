@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import doctor
-from builder.context import Context
-from builder.errors import PfbuildError
+from builder.core import doctor
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
 
 pytestmark = pytest.mark.unit
 

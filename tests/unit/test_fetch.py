@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from builder import cli
-from builder.context import Context
-from builder.errors import PfbuildError
-from builder.fetch import dearmor_cmdline, fetch, index_path
-from builder.recipe import Recipe, UpstreamMirror
+from builder.core.aptindex import dearmor_cmdline
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.fetch.sources import fetch, index_path
+from builder.model.recipe import Recipe, UpstreamMirror
 from tests.fixtures.sources import (
     DOWN,
     ORIG,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.blhc import CompileFlags, LogEvidence
-from builder.distro import RESOLUTE, TRIXIE
-from builder.elfcheck import ElfFacts, is_elf, objdump_cmdline, parse_readelf, readelf_cmdline
-from builder.hardening import NA, NO, UNAVAILABLE, UNKNOWN, YES, judge_elf
+from builder.check.blhc import CompileFlags, LogEvidence
+from builder.check.elf import ElfFacts, is_elf, objdump_cmdline, parse_readelf, readelf_cmdline
+from builder.check.hardening import NA, NO, UNAVAILABLE, UNKNOWN, YES, judge_elf
+from builder.model.distro import RESOLUTE, TRIXIE
 
 pytestmark = pytest.mark.unit
 

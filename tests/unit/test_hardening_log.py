@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.blhc import blhc_cmdline, evidence_for, parse_blhc, scan_build_log
+from builder.check.blhc import blhc_cmdline, evidence_for, parse_blhc, scan_build_log
 
 pytestmark = pytest.mark.unit
 

@@ -9,12 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder import cli
-from builder.blhc import parse_blhc
-from builder.commands import check
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE
-from builder.errors import PfbuildError
-from builder.hardening import (
+from builder.check.blhc import parse_blhc
+from builder.check.hardening import (
     NA,
     NO,
     UNAVAILABLE,
@@ -38,6 +34,10 @@ from builder.hardening import (
     validate_expected,
     write_report,
 )
+from builder.commands import check
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE
 
 pytestmark = pytest.mark.unit
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import image, publish
 from builder.cli import build_parser, main
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE
-from builder.errors import PfbuildError
+from builder.core.checkout import DOCKER_DIR
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.image import build as image
+from builder.model.distro import RESOLUTE, TRIXIE
+from builder.publish import repo as publish
 
 pytestmark = pytest.mark.unit
 
@@ -170,7 +172,7 @@ def test_assemble_context(tmp_path: Path) -> None:
     context.mkdir()
     image.assemble_context(context, tree, "http://127.0.0.1:18471/", "trixie")
     for name in image.TEMPLATE_FILES:
-        assert (context / name).read_bytes() == (image.DOCKER_DIR / name).read_bytes()
+        assert (context / name).read_bytes() == (DOCKER_DIR / name).read_bytes()
     assert (context / "bootstrap.sh").stat().st_mode & 0o777 == 0o755
     sources = (context / "apt" / "pfbuild.sources").read_text()
     assert "URIs: http://127.0.0.1:18471/\n" in sources
@@ -190,7 +192,7 @@ def test_assemble_context_needs_the_public_key(tmp_path: Path) -> None:
 
 
 def test_every_template_file_is_in_the_build_context_list() -> None:
-    shipped = {p.name for p in image.DOCKER_DIR.iterdir() if p.is_file()}
+    shipped = {p.name for p in DOCKER_DIR.iterdir() if p.is_file()}
     assert shipped - {"README.md"} == set(image.TEMPLATE_FILES)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import run
-from builder.image import DOCKER_DIR
+from builder.core import run
+from builder.core.checkout import DOCKER_DIR
 
 pytestmark = pytest.mark.unit
 

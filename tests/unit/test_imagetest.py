@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder import imagetest
+from builder.image import proofs as imagetest
 
 pytestmark = pytest.mark.unit
 

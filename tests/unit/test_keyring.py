@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.context import Context
-from builder.distro import RESOLUTE
-from builder.errors import PfbuildError
-from builder.keyring import ensure_keyring, keyring_path
+from builder.bootstrap.keyring import ensure_keyring, keyring_path
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE
 from tests.conftest import UBUNTU_KEYRING_DEB
 
 pytestmark = pytest.mark.unit

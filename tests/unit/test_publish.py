@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from debian import deb822
 
-from builder import publish, run
-from builder.atomic import remove_path
 from builder.cli import main
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE, Distribution
-from builder.errors import PfbuildError
-from builder.signing import SigningConfig, ensure_signing_key, stop_agent
+from builder.core import run
+from builder.core.atomic import remove_path
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.publish import repo as publish
+from builder.publish.signing import SigningConfig, ensure_signing_key, stop_agent
 
 pytestmark = pytest.mark.unit
 
@@ -54,7 +55,7 @@ def make_deb(where: Path, package: str, version: str, arch: str, depends: str = 
 
 def write_changes(build_dir: Path, source: str, version: str, debs: list[Path]) -> Path:
     """A .changes listing `debs` with their SHA-256, the way sbuild leaves one."""
-    # Plain Deb822 to write; builder.publish reads it back with deb822.Changes.
+    # Plain Deb822 to write; builder.publish.repo reads it back with deb822.Changes.
     changes = deb822.Deb822(
         {
             "Format": "1.8",

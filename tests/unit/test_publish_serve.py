@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import PfbuildError
-from builder.publish import flip_link
-from builder.serve import make_server, running_server, server_url
+from builder.core.errors import PfbuildError
+from builder.publish.repo import flip_link
+from builder.publish.serve import make_server, running_server, server_url
 
 pytestmark = pytest.mark.unit
 

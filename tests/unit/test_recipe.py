@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import PfbuildError
-from builder.recipe import HARDENING_PROPERTIES, available_recipes, load_recipe
+from builder.core.errors import PfbuildError
+from builder.model.recipe import HARDENING_PROPERTIES, available_recipes, load_recipe
 
 pytestmark = pytest.mark.unit
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.actions import StateStore, plan
-from builder.context import Context
-from builder.distro import RESOLUTE, TRIXIE
-from builder.errors import PfbuildError
-from builder.release import (
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE
+from builder.pipeline.actions import StateStore, plan
+from builder.pipeline.release import (
     ReleaseRequest,
     build_manifest,
     release_actions,
@@ -100,7 +100,8 @@ def test_a_new_release_keeps_reproducibility_results_of_the_same_source(tmp_path
 
 def test_recipe_digest_is_the_same_in_every_process() -> None:
     code = (
-        "from builder.release import recipe_digest; from builder.recipe import load_recipe; "
+        "from builder.pipeline.release import recipe_digest\n"
+        "from builder.model.recipe import load_recipe\n"
         "print(recipe_digest(load_recipe('postfix')))"
     )
     digests = {

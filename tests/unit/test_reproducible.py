@@ -12,12 +12,9 @@ from typing import Any
 
 import pytest
 
-from builder import cli, reproducible
-from builder.commands import verify_reproducible as command
-from builder.context import Context, prepare_workspace
-from builder.distro import TRIXIE, Distribution
-from builder.errors import PfbuildError
-from builder.reproducible import (
+from builder import cli
+from builder.build import reproducible
+from builder.build.reproducible import (
     B_BUILD_PATH,
     B_HOME,
     B_TZ,
@@ -38,7 +35,11 @@ from builder.reproducible import (
     variant_args,
     verify_reproducible,
 )
-from builder.sbuild import BuildResult, SbuildVariant, sbuild_cmdline
+from builder.build.sbuild import BuildResult, SbuildVariant, sbuild_cmdline
+from builder.commands import verify_reproducible as command
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.model.distro import TRIXIE, Distribution
 
 pytestmark = pytest.mark.unit
 

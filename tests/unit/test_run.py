@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import run
-from builder.errors import CommandError, PfbuildError
+from builder.core import run
+from builder.core.errors import CommandError, PfbuildError
 
 pytestmark = pytest.mark.unit
 

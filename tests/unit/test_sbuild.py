@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.distro import TRIXIE
-from builder.sbuild import build_depends, deps_chroot_cmdline, sbuild_cmdline
+from builder.build.sbuild import build_depends, deps_chroot_cmdline, sbuild_cmdline
+from builder.model.distro import TRIXIE
 
 pytestmark = pytest.mark.unit
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import run, signing
-from builder.context import Context, prepare_workspace
-from builder.errors import PfbuildError
-from builder.signing import SigningConfig, SigningKey, ensure_signing_key
+from builder.core import run
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.publish import signing
+from builder.publish.signing import SigningConfig, SigningKey, ensure_signing_key
 
 pytestmark = pytest.mark.unit
 

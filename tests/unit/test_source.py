@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from debian.changelog import Changelog
 
-from builder.distro import RESOLUTE, TRIXIE
-from builder.errors import PfbuildError
-from builder.recipe import Overlay, Replacement, load_recipe
-from builder.source import (
+from builder.core.errors import PfbuildError
+from builder.model.distro import RESOLUTE, TRIXIE
+from builder.model.recipe import Overlay, Replacement, load_recipe
+from builder.source.package import (
     apply_maint_flags,
     apply_overlays,
     apply_postconf,

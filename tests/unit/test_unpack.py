@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import PfbuildError
-from builder.unpack import check_tarball, extract_tarball, single_top_dir
+from builder.core.errors import PfbuildError
+from builder.core.unpack import check_tarball, extract_tarball, single_top_dir
 from tests.fixtures.sources import make_tarball
 
 pytestmark = pytest.mark.unit

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli, publish, run
+from builder import cli
 from builder.commands import check_upstream as command
-from builder.context import Context, prepare_workspace
-from builder.errors import PfbuildError
-from builder.recipe import Recipe, load_recipe
-from builder.upstream import (
+from builder.core import run
+from builder.core.context import Context, prepare_workspace
+from builder.core.errors import PfbuildError
+from builder.model.recipe import Recipe, load_recipe
+from builder.pipeline.updates import (
     check_upstream,
     last_published,
     listing_versions,
@@ -27,6 +28,7 @@ from builder.upstream import (
     release_of,
     sources_versions,
 )
+from builder.publish import repo as publish
 from tests.fixtures.sources import make_test_key
 
 pytestmark = pytest.mark.unit

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from builder.distro import TARGETS
-from builder.errors import PfbuildError
-from builder.version import is_newer, package_version
+from builder.core.errors import PfbuildError
+from builder.model.distro import TARGETS
+from builder.model.version import is_newer, package_version
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,1 @@
+"""Stage bootstrap: archive keyrings, sbuild chroot tarballs and Docker base images."""

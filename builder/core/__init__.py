@@ -1,0 +1,1 @@
+"""Core: context, errors, the one process runner, atomic writes, downloads, OpenPGP, Docker."""

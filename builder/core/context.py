@@ -1,0 +1,113 @@
+"""The Context: one object that owns the workspace and every path inside it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.core.errors import PfbuildError
+
+DEFAULT_WORKSPACE = Path("pfbuild-work")
+DEFAULT_MAX_AGE_DAYS = 7.0
+DEFAULT_BUILD_USER = "pfbuild"
+
+
+def prepare_workspace(workspace: Path) -> Path:
+    """Make the workspace (if needed), prove it is writable, and return its absolute path."""
+    workspace = workspace.expanduser().absolute()
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workspace, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise PfbuildError(
+            f"workspace {workspace} is not writable",
+            exc.strerror or str(exc),
+            "pass --workspace DIR (or set PFBUILD_WORKSPACE) to a writable folder",
+        ) from None
+    return workspace
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings for one run plus the workspace layout; built once by the CLI, passed explicitly."""
+
+    workspace: Path
+    archive_overrides: tuple[tuple[str, str], ...] = ()
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS
+    build_user: str = DEFAULT_BUILD_USER
+    keyring_debs: tuple[tuple[str, Path], ...] = ()
+    docker_host: str | None = field(default=None)
+
+    def archive_override(self, target: str) -> str | None:
+        """The archive URL the user set for `target`, if any."""
+        return dict(self.archive_overrides).get(target)
+
+    def keyring_deb(self, target: str) -> Path | None:
+        """A local archive-keyring .deb the user supplied for `target`, if any."""
+        return dict(self.keyring_debs).get(target)
+
+    @property
+    def chroots_dir(self) -> Path:
+        return self.workspace / "chroots"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.workspace / "images"
+
+    @property
+    def keyrings_dir(self) -> Path:
+        return self.workspace / "keyrings"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workspace / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.workspace / "cache"
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.workspace / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def dist_dir(self) -> Path:
+        """Published artifacts; the apt repository is served from dist_dir / "apt"."""
+        return self.workspace / "dist"
+
+    @property
+    def aptly_dir(self) -> Path:
+        """aptly's root (database, pool, its own public tree), its config and the publish lock."""
+        return self.workspace / "aptly"
+
+    @property
+    def signing_dir(self) -> Path:
+        """The repository signing key store (a GNUPGHOME, mode 0700); secrets never leave it."""
+        return self.workspace / "signing"
+
+    def build_dir(self, recipe: str, version: str, target: str) -> Path:
+        """Results of one sbuild run: .debs, .changes, .buildinfo, build.log, result.json."""
+        return self.workspace / "builds" / recipe / version / target
+
+    def report_dir(self, recipe: str, version: str, target: str) -> Path:
+        """The hardening report (hardening.json, hardening.txt) of one target's build."""
+        return self.workspace / "reports" / recipe / version / target
+
+    def source_dir(self, recipe: str, version: str, target: str) -> Path:
+        """One target's source package: .dsc, .debian.tar.*, orig tarball, overlay report."""
+        return self.workspace / "sources" / recipe / version / target
+
+    def manifest_path(self, recipe: str, version: str) -> Path:
+        """The release manifest of `recipe` `version`."""
+        return self.workspace / "manifests" / f"{recipe}-{version}.json"
+
+    @property
+    def stage_root(self) -> Path:
+        """Where inputs for the build user are staged: outside /root, readable by that user."""
+        # A fixed, world-traversable place: the build user cannot enter /root, where clones live.
+        return Path(os.environ.get("PFBUILD_STAGE_ROOT", "/var/tmp/pfbuild-stage"))  # noqa: S108

@@ -1,0 +1,145 @@
+"""The only place pfbuild starts processes: argument lists in, logged, failures explained."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from builder.core.errors import CommandError, PfbuildError
+
+log = logging.getLogger("pfbuild")
+
+TAIL_LINES = 25
+
+Arg = str | Path
+
+
+def as_user_cmdline(
+    user: str, cmd: Sequence[Arg], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Wrap a command so it runs as `user` with a clean login-like environment."""
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        raise PfbuildError(
+            f"build user {user!r} does not exist",
+            "sbuild's unshare mode must run as an unprivileged user with subuid/subgid ranges",
+            "run `pfbuild doctor --fix` as root",
+        ) from None
+    pairs = [
+        f"HOME={home}",
+        f"USER={user}",
+        f"LOGNAME={user}",
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
+    pairs += [f"{k}={v}" for k, v in (env or {}).items()]
+    return ["runuser", "-u", user, "--", "env", "-i", *pairs, *[str(c) for c in cmd]]
+
+
+def needs_user_switch(user: str | None) -> bool:
+    """True when the command must change user: we are root and asked to run as someone else."""
+    if user is None or os.geteuid() != 0:
+        return False
+    return pwd.getpwuid(os.geteuid()).pw_name != user
+
+
+def _tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run(
+    cmd: Sequence[Arg],
+    *,
+    user: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    log_path: Path | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `cmd`; output is captured (or streamed to `log_path`); raise CommandError on failure."""
+    argv = [str(c) for c in cmd]
+    if needs_user_switch(user):
+        argv = as_user_cmdline(str(user), argv, env)
+        full_env = None
+    else:
+        full_env = {**os.environ, **env} if env else None
+    cmdline = shlex.join(argv)
+    log.debug("$ %s", cmdline)
+    try:
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("wb") as out:
+                proc = subprocess.run(
+                    argv,
+                    cwd=cwd,
+                    env=full_env,
+                    input=input,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                )
+            proc = subprocess.CompletedProcess(argv, proc.returncode, log_path.read_bytes(), b"")
+        else:
+            proc = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                input=input,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+    except FileNotFoundError:
+        raise PfbuildError(
+            f"cannot run {argv[0]!r}",
+            "it is not installed or not on PATH",
+            "run `pfbuild doctor --fix` as root",
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise PfbuildError(f"command timed out after {timeout} s: {cmdline}") from None
+    if check and proc.returncode != 0:
+        output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+        raise CommandError(
+            cmdline, proc.returncode, _tail(output), str(log_path) if log_path else None
+        )
+    return proc
+
+
+def output(
+    cmd: Sequence[Arg],
+    *,
+    user: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run `cmd` and return its standard output as text."""
+    proc = run(cmd, user=user, env=env, cwd=cwd, timeout=timeout)
+    return proc.stdout.decode(errors="replace")
+
+
+def spawn_daemon(cmd: Sequence[Arg], log_path: Path) -> int:
+    """Start a long-running service detached from us, its output appended to `log_path`."""
+    argv = [str(c) for c in cmd]
+    log.debug("$ %s &", shlex.join(argv))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise PfbuildError(f"cannot run {argv[0]!r}", "it is not installed") from None
+    return proc.pid

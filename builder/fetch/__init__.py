@@ -1,0 +1,1 @@
+"""Stage fetch: upstream tarballs and Debian packaging, verified before they are cached."""

@@ -1,0 +1,1 @@
+"""Stage image: the Postfix container images and the proofs run against them."""

@@ -1,0 +1,390 @@
+"""The Postfix container image per variant, built from our published apt repository.
+
+The build context is assembled in a temporary directory: the docker/ templates plus an apt/
+folder with the repository's public key, a deb822 source for the variant's suite and a pin
+that makes our packages win. The repository is served on 127.0.0.1 for the duration of the
+build (the build runs with host networking), so every image proves the repository works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+from debian import deb822
+from debian.debian_support import Version
+
+import docker
+from builder.bootstrap.buildenv import ensure_base_image
+from builder.core.checkout import DOCKER_DIR
+from builder.core.context import Context
+from builder.core.engine import docker_client
+from builder.core.errors import PfbuildError
+from builder.model.distro import TARGETS, Distribution
+from builder.model.recipe import load_recipe
+from builder.publish import repo as publish
+from builder.publish import serve
+
+log = logging.getLogger("pfbuild")
+
+TEMPLATE_FILES = ("Dockerfile", "bootstrap.sh", "healthcheck.sh", "syslog-forward.pl")
+DEFAULT_NAME = "pfbuild-postfix"
+DEFAULT_SOURCE = "https://github.com/pfbuild/pfbuild"
+MAP_PACKAGES = tuple(
+    f"postfix-{m}" for m in ("cdb", "ldap", "lmdb", "mysql", "pcre", "pgsql", "sqlite")
+)
+RUNTIME_PACKAGES = ("libjemalloc2", "ca-certificates", "tzdata", "openssl")
+MALLOC_RECIPE = "mimalloc-secure"
+PIN_PRIORITY = 1001
+REPO_PORT = 18471
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What to build and where it goes: name, tags' version, labels, optional registry."""
+
+    name: str = DEFAULT_NAME
+    version: str = ""
+    revision: str = "unknown"
+    source: str = DEFAULT_SOURCE
+    created_epoch: int = 0
+    registry: str | None = None
+    base_images: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ": @") or self.name != self.name.lower():
+            raise PfbuildError(
+                f"image name {self.name!r} is not a valid repository name",
+                "it must be lower case, without a tag, digest or spaces",
+                "pass --name like pfbuild-postfix",
+            )
+        unknown = set(self.base_images) - set(variants())
+        if unknown:
+            raise PfbuildError(
+                f"unknown image variant {sorted(unknown)[0]!r}",
+                f"variants are {', '.join(variants())}",
+                "pass --base-image VARIANT=IMAGE with one of them",
+            )
+        if self.created_epoch < 0:
+            raise PfbuildError("SOURCE_DATE_EPOCH must not be negative")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """One image this run made."""
+
+    variant: str
+    image_id: str
+    tags: tuple[str, ...]
+    version: str
+    size: int
+
+
+def variants() -> tuple[str, ...]:
+    """The image variants: one per target distribution ("debian", "ubuntu")."""
+    return tuple(d.variant for d in TARGETS.values())
+
+
+def variant_target(variant: str) -> Distribution:
+    """The target distribution an image variant is built on."""
+    for dist in TARGETS.values():
+        if dist.variant == variant:
+            return dist
+    raise PfbuildError(
+        f"unknown image variant {variant!r}",
+        f"variants are {', '.join(variants())}",
+        f"pass --variant {' or --variant '.join(variants())}",
+    )
+
+
+def upstream_version(debian_version: str) -> str:
+    """3.11.6 from 3.11.6-1+pf1~trixie (and from 1:3.11.6-1)."""
+    return debian_version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def image_tags(name: str, version: str, variant: str, registry: str | None = None) -> list[str]:
+    """`<name>:<variant>` and `<name>:<version>-<variant>`, under the registry when there is one."""
+    repo = f"{registry.rstrip('/')}/{name}" if registry else name
+    return [f"{repo}:{variant}", f"{repo}:{version}-{variant}"]
+
+
+def rfc3339(epoch: int) -> str:
+    """A Unix time as the RFC 3339 UTC stamp OCI labels use."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def oci_labels(config: ImageConfig, version: str, dist: Distribution) -> dict[str, str]:
+    """The org.opencontainers.image.* labels of one variant's image."""
+    prefix = "org.opencontainers.image"
+    return {
+        f"{prefix}.title": f"Postfix {version} ({dist.variant})",
+        f"{prefix}.description": f"Hardened Postfix on {dist.vendor} {dist.release} "
+        f"({dist.name}), from the pfbuild apt repository",
+        f"{prefix}.version": version,
+        f"{prefix}.source": config.source,
+        f"{prefix}.revision": config.revision,
+        f"{prefix}.created": rfc3339(config.created_epoch),
+        f"{prefix}.licenses": "EPL-2.0 OR IPL-1.0",
+        f"{prefix}.vendor": "pfbuild",
+    }
+
+
+def image_packages(dist: Distribution) -> list[str]:
+    """What the image installs: postfix, its map packages, our malloc, runtime basics."""
+    malloc = load_recipe(MALLOC_RECIPE).binary_packages.get(dist.name, ())
+    if not malloc:
+        raise PfbuildError(
+            f"recipe {MALLOC_RECIPE} builds nothing for {dist.name}",
+            "the image preloads libmimalloc-secure by default",
+            f"add {dist.name} to the recipe's binary_packages",
+        )
+    return ["postfix", *MAP_PACKAGES, *malloc, *RUNTIME_PACKAGES]
+
+
+def apt_preferences(origin: str = publish.ORIGIN, priority: int = PIN_PRIORITY) -> str:
+    """An apt pin that makes packages from our repository win over the distribution's."""
+    return (
+        "# pfbuild's packages win, even over a newer version in the distribution.\n"
+        "Package: *\n"
+        f"Pin: release o={origin}\n"
+        f"Pin-Priority: {priority}\n"
+    )
+
+
+def build_args(base_image: str, packages: Sequence[str], state: str) -> dict[str, str]:
+    """The Dockerfile's build arguments."""
+    return {"BASE_IMAGE": base_image, "PACKAGES": " ".join(packages), "REPO_STATE": state}
+
+
+def repo_state(tree: Path, suite: str) -> str:
+    """A digest of the suite's signed index: the install layer is reused only while it holds."""
+    inrelease = tree / "dists" / suite / "InRelease"
+    try:
+        return hashlib.sha256(inrelease.read_bytes()).hexdigest()
+    except OSError:
+        raise PfbuildError(
+            f"suite {suite} is not published in {tree}",
+            f"there is no {inrelease}",
+            f"run `pfbuild publish --target {suite}` first",
+        ) from None
+
+
+@contextmanager
+def serve_repo(tree: Path) -> Iterator[str]:
+    """Serve the tree on 127.0.0.1 for a build; yield its URL."""
+    # A fixed port keeps the apt source in the build context byte-identical between builds,
+    # so Docker can reuse the install layer; a busy port costs only that cache.
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(serve.running_server(tree, port=REPO_PORT))
+        except PfbuildError:
+            server = stack.enter_context(serve.running_server(tree, port=0))
+        yield serve.server_url(server)
+
+
+# ---- the published repository -----------------------------------------------------------------
+
+
+def _packages_index(tree: Path, suite: str, arch: str) -> str:
+    base = tree / "dists" / suite / publish.COMPONENT / f"binary-{arch}"
+    if (base / "Packages").is_file():
+        return (base / "Packages").read_text()
+    if (base / "Packages.gz").is_file():
+        return gzip.decompress((base / "Packages.gz").read_bytes()).decode()
+    raise PfbuildError(
+        f"suite {suite} is not published in {tree}",
+        f"there is no {base}/Packages",
+        f"run `pfbuild publish --target {suite}` first",
+    )
+
+
+def published_versions(tree: Path, suite: str, arch: str = "amd64") -> dict[str, str]:
+    """Package -> version in one suite of the published tree (the highest of each)."""
+    versions: dict[str, str] = {}
+    for para in deb822.Packages.iter_paragraphs(
+        _packages_index(tree, suite, arch), use_apt_pkg=False
+    ):
+        name, version = para["Package"], para["Version"]
+        if name not in versions or Version(version) > Version(versions[name]):
+            versions[name] = version
+    return versions
+
+
+def require_published(tree: Path, dist: Distribution, packages: Sequence[str]) -> str:
+    """Refuse to build unless our repo has postfix and the malloc; return postfix's version."""
+    versions = published_versions(tree, dist.name, dist.arch)
+    ours = ["postfix", *load_recipe(MALLOC_RECIPE).binary_packages.get(dist.name, ())]
+    missing = [p for p in ours if p in packages and p not in versions]
+    if missing:
+        raise PfbuildError(
+            f"the {dist.name} suite of our repository lacks {', '.join(missing)}",
+            "the image must install them from our repository, not the distribution",
+            f"build, check and publish them for {dist.name} first",
+        )
+    return upstream_version(versions["postfix"])
+
+
+def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
+    """Fill `dest` with the docker/ templates and the apt/ folder for one suite."""
+    for name in TEMPLATE_FILES:
+        shutil.copy2(DOCKER_DIR / name, dest / name)
+        (dest / name).chmod(0o644 if name == "Dockerfile" else 0o755)
+    apt = dest / "apt"
+    apt.mkdir()
+    key = tree / publish.KEY_FILE_NAME
+    if not key.is_file():
+        raise PfbuildError(
+            f"{key} is missing",
+            "the published tree carries the repository's public key",
+            "run `pfbuild publish` again",
+        )
+    shutil.copy2(key, apt / "pfbuild.asc")
+    (apt / "pfbuild.sources").write_text(publish.sources_snippet(url, suite))
+    (apt / "pfbuild.pref").write_text(apt_preferences())
+    for path in apt.iterdir():
+        path.chmod(0o644)
+
+
+@contextmanager
+def build_context_dir(ctx: Context) -> Iterator[Path]:
+    """A temporary build context directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="image-", dir=ctx.tmp_dir) as tmp:
+        yield Path(tmp)
+
+
+# ---- docker -----------------------------------------------------------------------------------
+
+
+def _build_log_tail(chunks: Sequence[Mapping[str, object]], lines: int = 20) -> str:
+    text = "".join(str(c.get("stream", "")) for c in chunks)
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def docker_build(
+    client: docker.DockerClient,
+    context: Path,
+    tags: Sequence[str],
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    log_path: Path,
+) -> str:
+    """Build `context` with host networking (the engine has no bridge); return the image id."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    chunks: list[Mapping[str, object]] = []
+    image_id = ""
+    with log_path.open("w") as out:
+        # The low-level API streams the log as it comes: a long apt run is visible in the file.
+        stream = client.api.build(
+            path=str(context),
+            tag=tags[0],
+            buildargs=dict(buildargs),
+            labels=dict(labels),
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            chunks.append(chunk)
+            if "stream" in chunk:
+                out.write(str(chunk["stream"]))
+            if "error" in chunk:
+                out.write(f"ERROR: {chunk['error']}\n")
+                raise PfbuildError(
+                    f"docker build of {tags[0]} failed",
+                    str(chunk["error"]).strip().splitlines()[-1],
+                    f"read {log_path}",
+                    details=_build_log_tail(chunks),
+                )
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = str(aux["ID"])
+    image = client.images.get(image_id or tags[0])
+    for tag in tags[1:]:
+        repo, _, version = tag.rpartition(":")
+        image.tag(repo, version)
+    return str(image.id)
+
+
+def push_tags(client: docker.DockerClient, tags: Sequence[str]) -> None:
+    """Push every tag to its registry; fail on the first refusal."""
+    for tag in tags:
+        repo, _, version = tag.rpartition(":")
+        for chunk in client.api.push(repo, tag=version, stream=True, decode=True):
+            if "error" in chunk:
+                raise PfbuildError(
+                    f"push of {tag} failed",
+                    str(chunk["error"]).strip(),
+                    "log in to the registry (docker login) or check --registry",
+                )
+        log.info("pushed %s", tag)
+
+
+def base_image_for(ctx: Context, config: ImageConfig, dist: Distribution) -> str:
+    """The configured registry base for the variant, else pfbuild's bootstrapped minbase."""
+    configured = config.base_images.get(dist.variant)
+    if configured:
+        return configured
+    return ensure_base_image(ctx, dist)
+
+
+def build_image(ctx: Context, config: ImageConfig, variant: str) -> BuiltImage:
+    """Build one variant from the published repository; push it when a registry is set."""
+    dist = variant_target(variant)
+    if dist.name in dict(ctx.archive_overrides):
+        dist = dist.with_archive(ctx.archive_override(dist.name))
+    tree = publish.tree_link(ctx)
+    packages = image_packages(dist)
+    version = require_published(tree, dist, packages)
+    if config.version and config.version != version:
+        raise PfbuildError(
+            f"our {dist.name} suite has postfix {version}, not {config.version}",
+            fix=f"publish {config.version} first or drop --version",
+        )
+    if not config.created_epoch:
+        # No SOURCE_DATE_EPOCH given: the repository state the image is made of dates it.
+        date = publish.inrelease_date(tree / "dists" / dist.name / "InRelease")
+        config = dataclasses.replace(config, created_epoch=int(date or 0))
+    client = docker_client(ctx)
+    base = base_image_for(ctx, config, dist)
+    tags = image_tags(config.name, version, variant, config.registry)
+    log.info("%s: building %s on %s", variant, tags[0], base)
+    started = time.monotonic()
+    with build_context_dir(ctx) as context, serve_repo(tree) as url:
+        assemble_context(context, tree, url, dist.name)
+        image_id = docker_build(
+            client,
+            context,
+            tags,
+            build_args(base, packages, repo_state(tree, dist.name)),
+            oci_labels(config, version, dist),
+            ctx.logs_dir / f"image-{variant}.log",
+        )
+    size = int(client.images.get(image_id).attrs.get("Size", 0))
+    log.info(
+        "%s: %s built in %.0f s (%d MB)",
+        variant,
+        image_id[:19],
+        time.monotonic() - started,
+        size // 10**6,
+    )
+    if config.registry:
+        push_tags(client, tags)
+    return BuiltImage(variant, image_id, tuple(tags), version, size)
+
+
+def remove_image_tags(client: docker.DockerClient, tags: Sequence[str]) -> None:
+    """Untag images (used by tests); a missing tag is fine."""
+    for tag in tags:
+        with suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag, noprune=False)

@@ -1,0 +1,1 @@
+"""Model: recipes, target distributions and the version scheme, validated on load."""

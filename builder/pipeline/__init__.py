@@ -1,0 +1,1 @@
+"""Pipeline: the release graph of keyed actions, its executor, manifest and queries."""

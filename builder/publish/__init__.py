@@ -1,0 +1,1 @@
+"""Stage publish: aptly, the signed and atomically switched tree, hand-offs, serving."""

@@ -1,0 +1,1 @@
+"""Stage source: Debian's packaging plus our overlays, one .dsc per target."""
