@@ -102,9 +102,69 @@ class Context:
         """One target's source package: .dsc, .debian.tar.*, orig tarball, overlay report."""
         return self.workspace / "sources" / recipe / version / target
 
+    @property
+    def apt_tree(self) -> Path:
+        """The published apt tree clients see: a symlink switched atomically between generations."""
+        return self.dist_dir / "apt"
+
+    @property
+    def aptly_config(self) -> Path:
+        return self.aptly_dir / "aptly.conf"
+
+    @property
+    def aptly_root(self) -> Path:
+        return self.aptly_dir / "root"
+
+    @property
+    def publish_history(self) -> Path:
+        """Every suite's published snapshots, newest last (what --rollback goes back through)."""
+        return self.aptly_dir / "history.json"
+
+    @property
+    def publish_lock(self) -> Path:
+        return self.aptly_dir / "publish.lock"
+
+    @property
+    def release_lock(self) -> Path:
+        """Held by whatever writes builds and the release manifest."""
+        return self.workspace / "release.lock"
+
+    @property
+    def release_state_dir(self) -> Path:
+        """One record per finished release action."""
+        return self.workspace / "state" / "release"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.workspace / "manifests"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Self-describing build folders to hand to another machine (`publish --from`)."""
+        return self.workspace / "artifacts"
+
+    @property
+    def sources_cache(self) -> Path:
+        """Verified downloads by sha256, and index.json naming them per recipe and version."""
+        return self.cache_dir / "sources"
+
+    @property
+    def archive_cache(self) -> Path:
+        """Verified archive indices (Sources.xz) by sha256."""
+        return self.cache_dir / "archive"
+
+    @property
+    def dockerd_dir(self) -> Path:
+        """The state of a dockerd that `doctor --fix` started."""
+        return self.workspace / "dockerd"
+
+    def reproducible_dir(self, recipe: str, version: str, target: str) -> Path:
+        """The second build of `verify-reproducible` and its comparison."""
+        return self.workspace / "reproducible" / recipe / version / target
+
     def manifest_path(self, recipe: str, version: str) -> Path:
         """The release manifest of `recipe` `version`."""
-        return self.workspace / "manifests" / f"{recipe}-{version}.json"
+        return self.manifests_dir / f"{recipe}-{version}.json"
 
     @property
     def stage_root(self) -> Path:

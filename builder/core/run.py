@@ -7,10 +7,14 @@ import os
 import pwd
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.core.errors import CommandError, PfbuildError
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 log = logging.getLogger("pfbuild")
 
@@ -61,9 +65,14 @@ def run(
     input: bytes | None = None,
     log_path: Path | None = None,
     check: bool = True,
+    accept: Collection[int] = (0,),
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `cmd`; output is captured (or streamed to `log_path`); raise CommandError on failure."""
+    """Run `cmd`; output is captured (or streamed to `log_path`).
+
+    An exit status outside `accept` raises CommandError with the command line and the tail of
+    the output, unless `check` is False (the caller judges the status itself).
+    """
     argv = [str(c) for c in cmd]
     if needs_user_switch(user):
         argv = as_user_cmdline(str(user), argv, env)
@@ -105,11 +114,49 @@ def run(
         ) from None
     except subprocess.TimeoutExpired:
         raise PfbuildError(f"command timed out after {timeout} s: {cmdline}") from None
-    if check and proc.returncode != 0:
+    _judge(cmdline, proc, check=check, accept=accept, log_path=log_path)
+    return proc
+
+
+def _judge(
+    cmdline: str,
+    proc: subprocess.CompletedProcess[bytes],
+    *,
+    check: bool,
+    accept: Collection[int],
+    log_path: Path | None = None,
+) -> None:
+    if check and proc.returncode not in accept:
         output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
         raise CommandError(
             cmdline, proc.returncode, _tail(output), str(log_path) if log_path else None
         )
+
+
+def run_in_container(
+    container: Container,
+    cmd: Sequence[Arg],
+    *,
+    check: bool = True,
+    accept: Collection[int] = (0,),
+    user: str = "",
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `cmd` inside a running container (docker exec), logged and judged like `run`."""
+    argv = [str(c) for c in cmd]
+    cmdline = shlex.join(
+        [
+            "docker",
+            "exec",
+            *(["--user", user] if user else []),
+            container.name or container.id or "?",
+            *argv,
+        ]
+    )
+    log.debug("$ %s", cmdline)
+    result = container.exec_run(argv, stdout=True, stderr=True, user=user)
+    output = result.output if isinstance(result.output, bytes) else b""
+    proc = subprocess.CompletedProcess(argv, int(result.exit_code or 0), output, b"")
+    _judge(cmdline, proc, check=check, accept=accept)
     return proc
 
 
