@@ -7,7 +7,7 @@ from pathlib import Path
 
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.pipeline.release import verify_manifest
+from builder.pipeline.manifest import verify_manifest
 
 NAME = "manifest"
 HELP = "verify a release manifest against the artifacts on disk"

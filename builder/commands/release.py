@@ -11,12 +11,9 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
 from builder.pipeline.actions import Progress, StateStore, execute, plan, workspace_lock
-from builder.pipeline.release import (
-    ReleaseRequest,
-    build_manifest,
-    release_actions,
-    write_manifest,
-)
+from builder.pipeline.manifest import build_manifest, write_manifest
+from builder.pipeline.release import release_actions
+from builder.pipeline.request import ReleaseRequest
 
 NAME = "release"
 HELP = "fetch, source, build, check, publish and image in one resumable command"

@@ -15,13 +15,9 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE
 from builder.pipeline.actions import StateStore, plan
-from builder.pipeline.release import (
-    ReleaseRequest,
-    build_manifest,
-    release_actions,
-    verify_manifest,
-    write_manifest,
-)
+from builder.pipeline.manifest import build_manifest, verify_manifest, write_manifest
+from builder.pipeline.release import release_actions
+from builder.pipeline.request import ReleaseRequest
 
 pytestmark = pytest.mark.unit
 

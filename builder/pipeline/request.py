@@ -1,0 +1,20 @@
+"""What the user asked a release to make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from builder.model.distro import Distribution
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """What the user asked to release."""
+
+    recipe: str
+    version: str
+    targets: tuple[Distribution, ...]
+    variants: tuple[str, ...]
+    images: bool = True
+    jobs: int = 1
+    repo_url: str = "http://127.0.0.1:8080/"

@@ -1,0 +1,163 @@
+"""What each release action runs: a stage function, its outputs recorded for the manifest."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from builder.bootstrap.buildenv import ensure_base_image
+from builder.build.sbuild import build_package, dsc_files
+from builder.check.hardening import check_build, require_passed, write_report
+from builder.core.checkout import git_revision
+from builder.core.context import Context
+from builder.core.digest import file_entry
+from builder.core.engine import docker_client
+from builder.core.errors import PfbuildError
+from builder.fetch.sources import fetch
+from builder.image import build as image
+from builder.image import proofs as imagetest
+from builder.model.distro import TRIXIE, Distribution
+from builder.model.recipe import Recipe
+from builder.pipeline.actions import Outputs
+from builder.pipeline.request import ReleaseRequest
+from builder.publish import repo as publish
+from builder.publish import signing
+from builder.source.package import prepare_source
+
+log = logging.getLogger("pfbuild")
+
+
+def fetch_runner(
+    ctx: Context, recipe: Recipe, version: str
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_fetch(_deps: Mapping[str, Outputs]) -> Outputs:
+        result = fetch(ctx, recipe, version)
+        return {
+            "files": [
+                {
+                    "role": f.role,
+                    "name": f.name,
+                    "path": str(f.path),
+                    "sha256": f.sha256,
+                    "url": f.url,
+                    "verified_by": f.verified_by,
+                }
+                for f in result.files
+            ]
+        }
+
+    return run_fetch
+
+
+def source_runner(
+    ctx: Context, recipe: Recipe, version: str, dist: Distribution
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_source(_deps: Mapping[str, Outputs]) -> Outputs:
+        dsc = prepare_source(ctx, recipe, version, dist)
+        return {"dsc": str(dsc), "files": [file_entry(p) for p in dsc_files(dsc)]}
+
+    return run_source
+
+
+def build_runner(
+    ctx: Context, recipe: Recipe, version: str, dist: Distribution, jobs: int
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_build(deps: Mapping[str, Outputs]) -> Outputs:
+        (source,) = deps.values()
+        out = ctx.build_dir(recipe.name, version, dist.name)
+        result = build_package(ctx, recipe.name, Path(source["dsc"]), dist, out, jobs=jobs)
+        return {
+            "dir": str(out),
+            "files": [file_entry(out / name) for name in result.files],
+            "log": str(result.log_path),
+        }
+
+    return run_build
+
+
+def check_runner(
+    ctx: Context, recipe: Recipe, version: str, dist: Distribution
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_check(_deps: Mapping[str, Outputs]) -> Outputs:
+        expected = frozenset(recipe.expected_hardening[dist.name][dist.arch])
+        build_dir = ctx.build_dir(recipe.name, version, dist.name)
+        report = check_build(ctx, build_dir, dist, dist.arch, expected)
+        report_dir = ctx.report_dir(recipe.name, version, dist.name)
+        write_report(report, report_dir)
+        require_passed(report, report_dir)
+        return {"verdict": report.verdict, "report": str(report_dir / "hardening.json")}
+
+    return run_check
+
+
+def publish_runner(
+    ctx: Context, request: ReleaseRequest, builds: Sequence[tuple[str, str]]
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_publish(_deps: Mapping[str, Outputs]) -> Outputs:
+        key = signing.ensure_signing_key(ctx, signing.SigningConfig())
+        try:
+            options = publish.PublishOptions(url=request.repo_url)
+            states = publish.publish_repo(ctx, request.targets, key, options, builds=builds)
+        finally:
+            signing.stop_agent(ctx, key)
+        tree = publish.tree_link(ctx).resolve()
+        changed = {s.suite: s.snapshot for s in states}
+        suites = {}
+        for dist in request.targets:
+            inrelease = tree / "dists" / dist.name / "InRelease"
+            suites[dist.name] = {
+                "snapshot": changed.get(dist.name, "unchanged"),
+                "inrelease": file_entry(inrelease),
+            }
+        return {"tree": str(tree), "key": key.fingerprint, "suites": suites}
+
+    return run_publish
+
+
+def source_date_epoch(build_files: Sequence[Mapping[str, str]]) -> int:
+    """SOURCE_DATE_EPOCH as the build recorded it in its .buildinfo (0 when absent)."""
+    for entry in build_files:
+        if entry["path"].endswith(".buildinfo"):
+            text = Path(entry["path"]).read_text()
+            match = re.search(r'SOURCE_DATE_EPOCH="?(\d+)"?', text)
+            if match:
+                return int(match.group(1))
+    return 0
+
+
+def image_runner(
+    ctx: Context, version: str, variant: str, build_action: str
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_image(deps: Mapping[str, Outputs]) -> Outputs:
+        config = image.ImageConfig(
+            version=version,
+            revision=git_revision(),
+            created_epoch=source_date_epoch(deps[build_action]["files"]),
+        )
+        built = image.build_image(ctx, config, variant)
+        return {"image_id": built.image_id, "tags": list(built.tags), "size": built.size}
+
+    return run_image
+
+
+def image_test_runner(ctx: Context, variant: str) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    def run_image_test(deps: Mapping[str, Outputs]) -> Outputs:
+        (built,) = deps.values()
+        client = docker_client(ctx)
+        tls_client = imagetest.ensure_tls_client_image(client, ensure_base_image(ctx, TRIXIE))
+        with tempfile.TemporaryDirectory(prefix="imagetest-", dir=ctx.tmp_dir) as tmp:
+            proofs = imagetest.prove_image(client, built["tags"][0], tls_client, scratch=Path(tmp))
+        failed = [p for p in proofs if not p.ok]
+        if failed:
+            raise PfbuildError(
+                f"{len(failed)} proof(s) failed for the {variant} image: "
+                + ", ".join(p.name for p in failed),
+                f"{failed[0].name}: {failed[0].detail}",
+                f"run `pfbuild image --variant {variant} --test` to see every proof",
+            )
+        return {"proofs": [{"name": p.name, "ok": p.ok, "detail": p.detail} for p in proofs]}
+
+    return run_image_test
