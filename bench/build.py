@@ -13,13 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.build.sbuild import (
-    build_package,
-    dsc_files,
-    ensure_deps_chroot,
-    make_stage_dir,
-    sbuild_cmdline,
-)
+from builder.build.depschroot import ensure_deps_chroot
+from builder.build.sbuild import build_package, dsc_files, sbuild_cmdline
+from builder.build.stagedir import make_stage_dir
 from builder.core import run
 from builder.core.atomic import link_or_copy
 from builder.core.context import Context, prepare_workspace

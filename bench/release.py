@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.build import time_plain_sbuild
-from builder.build.sbuild import build_package, ensure_deps_chroot
+from builder.build.depschroot import ensure_deps_chroot
+from builder.build.sbuild import build_package
 from builder.core.context import Context, prepare_workspace
 from builder.model.distro import TRIXIE
 

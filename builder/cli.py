@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TextIO
 
 from builder import __version__
 from builder.commands import (
@@ -28,6 +29,7 @@ from builder.commands import (
     source,
     verify_reproducible,
 )
+from builder.commands.exits import Exit, exit_table
 from builder.core.context import (
     DEFAULT_BUILD_USER,
     DEFAULT_MAX_AGE_DAYS,
@@ -37,8 +39,6 @@ from builder.core.context import (
 )
 from builder.core.errors import PfbuildError
 from builder.model.distro import get_target
-
-EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 COMMANDS: tuple[ModuleType, ...] = (
     doctor,
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pfbuild",
         description="Turn an upstream Postfix release into hardened .debs, a signed apt "
         "repository and container images.",
+        epilog=exit_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pfbuild {__version__}")
     parser.add_argument(
@@ -149,9 +151,30 @@ def make_context(args: argparse.Namespace) -> Context:
     )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now, not the stream it was made with.
+
+    main() runs many times in one process under test, each with its own captured stderr; a
+    handler holding the first one would write to a closed file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="pfbuild: %(message)s", stream=sys.stderr, force=True)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("pfbuild: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+        return Exit.OK if exc.code == 0 else Exit.USAGE
     _setup_logging(args.debug, args.quiet)
     try:
         ctx = make_context(args)
@@ -172,14 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif exc.details:
             print(exc.details, file=sys.stderr)
         print(f"pfbuild: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.REFUSED
     except BrokenPipeError:
         # Output piped into `head` and the like: the reader left, nothing is wrong.
         sys.stderr.close()
-        return EXIT_OK
+        return Exit.OK
     except KeyboardInterrupt:
         print("pfbuild: interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
@@ -188,4 +211,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             "traceback, and report it)",
             file=sys.stderr,
         )
-        return EXIT_CRASH
+        return Exit.INTERNAL

@@ -14,11 +14,10 @@ from builder.core.context import Context, prepare_workspace
 from builder.model.distro import TARGETS, Distribution
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MIRROR = Path(
-    os.environ.get("PFBUILD_SHARED_MIRROR", str(REPO.parent / "shared" / "mirror"))
-)
+# Archive files the tests need, kept in the repository (tests/data/mirror/README.md says why).
+TEST_MIRROR = REPO / "tests" / "data" / "mirror"
 UBUNTU_KEYRING_DEB = (
-    SHARED_MIRROR / "ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb"
+    TEST_MIRROR / "ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb"
 )
 
 

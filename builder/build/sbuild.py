@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
-import shlex
 import shutil
-import tarfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,137 +13,17 @@ from pathlib import Path
 
 from debian import deb822
 
+from builder.build.depschroot import DepsChroot, ensure_deps_chroot
+from builder.build.stagedir import give_to_build_user, is_readable_by, make_stage_dir
 from builder.core import run
-from builder.core.atomic import atomic_dir, atomic_file, link_or_copy, remove_path, write_text
-from builder.bootstrap.buildenv import ensure_chroot_tarball, mmdebstrap_cmdline, mmdebstrap_version
+from builder.core.atomic import atomic_dir, link_or_copy, remove_path
 from builder.core.context import Context
-from builder.model.distro import Distribution
 from builder.core.errors import PfbuildError
-from builder.bootstrap.keyring import ensure_keyring
+from builder.model.distro import Distribution
 
 log = logging.getLogger("pfbuild")
 
-BUILD_DEP_FIELDS = ("Build-Depends", "Build-Depends-Arch", "Build-Depends-Indep")
 RESULT_SUFFIXES = (".deb", ".udeb", ".ddeb", ".changes", ".buildinfo")
-
-
-def _arch_matches(arch: str, wildcard: str) -> bool:
-    return wildcard in (arch, "any", "linux-any", f"any-{arch}", f"linux-{arch}")
-
-
-def _alternative_applies(alt: deb822.PkgRelation.ParsedRelation, arch: str) -> bool:
-    arches = alt["arch"] or []
-    enabled = [a.arch for a in arches if a.enabled]
-    disabled = [a.arch for a in arches if not a.enabled]
-    if enabled and not any(_arch_matches(arch, a) for a in enabled):
-        return False
-    if any(_arch_matches(arch, a) for a in disabled):
-        return False
-    restrictions = alt["restrictions"]
-    if restrictions:
-        # No build profile is active: a term holds when it is negated (<!nocheck>).
-        return any(all(not term.enabled for term in group) for group in restrictions)
-    return True
-
-
-def build_depends(dsc: Path, arch: str) -> str:
-    """The .dsc's build dependencies for `arch` with no build profile, as one apt-satisfy string."""
-    with dsc.open() as f:
-        para = deb822.Dsc(f)
-    relations: list[str] = []
-    for field in BUILD_DEP_FIELDS:
-        if not para.get(field, "").strip():
-            continue
-        for group in deb822.PkgRelation.parse_relations(para[field]):
-            kept = []
-            for alt in group:
-                if not _alternative_applies(alt, arch):
-                    continue
-                text = alt["name"]
-                if alt["archqual"]:
-                    text += f":{alt['archqual']}"
-                if alt["version"]:
-                    op, ver = alt["version"]
-                    text += f" ({op} {ver})"
-                kept.append(text)
-            if kept:
-                relations.append(" | ".join(kept))
-    return ", ".join(["build-essential", "fakeroot", *relations])
-
-
-@dataclass(frozen=True)
-class DepsChroot:
-    """A chroot tarball with one recipe's build dependencies already installed."""
-
-    path: Path
-    key: str
-    resolved: tuple[str, ...]
-
-
-def deps_chroot_cmdline(dist: Distribution, keyring: Path, output: Path, depends: str) -> list[str]:
-    """mmdebstrap with the build-deps installed by apt-get satisfy, package lists kept."""
-    base = mmdebstrap_cmdline(dist, variant="buildd", keyring=keyring, output=output)
-    hook = (
-        'chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get satisfy -y -q '
-        f"--no-install-recommends {shlex.quote(depends)}"
-    )
-    # Keep the package lists: sbuild then needs no apt-get update inside the cached chroot.
-    return [base[0], f"--customize-hook={hook}", "--skip=cleanup/apt/lists", *base[1:]]
-
-
-def _installed_packages(tarball: Path) -> tuple[str, ...]:
-    with tarfile.open(tarball) as tar:
-        handle = tar.extractfile("./var/lib/dpkg/status")
-        status = handle.read().decode() if handle else ""
-    return tuple(
-        sorted(
-            f"{p['Package']}={p['Version']}"
-            for p in deb822.Deb822.iter_paragraphs(io.StringIO(status), use_apt_pkg=False)
-            if p.get("Status", "").endswith(" installed")
-        )
-    )
-
-
-def ensure_deps_chroot(
-    ctx: Context, dist: Distribution, recipe: str, dsc: Path, *, now: float | None = None
-) -> DepsChroot:
-    """Make (or reuse) the build-deps chroot of `recipe` for `dist`.
-
-    Keyed by the base tarball's identity (its inputs and when it was made: it is refreshed
-    with the same max age) and the declared build dependencies.
-    """
-    base = ensure_chroot_tarball(ctx, dist, now=now)
-    keyring = ensure_keyring(ctx, dist)
-    depends = build_depends(dsc, dist.arch)
-    base_record = base.with_suffix(".json").read_text()
-    key = hashlib.sha256(
-        json.dumps([base_record, depends, mmdebstrap_version()]).encode()
-    ).hexdigest()[:16]
-    # Named by the build dependencies, not the recipe: recipes that need the same packages
-    # (a renamed or site recipe, a rebuild) share one chroot.
-    deps_id = hashlib.sha256(depends.encode()).hexdigest()[:12]
-    tarball = ctx.chroots_dir / f"{dist.name}-{dist.arch}-deps-{deps_id}.tar"
-    record_path = tarball.with_suffix(".json")
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError):
-        record = {}
-    if record.get("key") == key and tarball.is_file():
-        log.info("%s: build-deps chroot of %s reused", dist.name, recipe)
-        return DepsChroot(tarball, key, tuple(record.get("resolved", ())))
-    log.info("%s: making build-deps chroot of %s", dist.name, recipe)
-    started = time.monotonic()
-    with atomic_file(tarball) as tmp:
-        cmd = deps_chroot_cmdline(dist, keyring, tmp, depends)
-        run.run(cmd, log_path=ctx.logs_dir / f"deps-{dist.name}-{recipe}.log")
-        tmp.chmod(0o644)
-        resolved = _installed_packages(tmp)
-    write_text(
-        record_path,
-        json.dumps({"key": key, "depends": depends, "resolved": resolved}, indent=2) + "\n",
-    )
-    log.info("%s: build-deps chroot ready in %.0f s", dist.name, time.monotonic() - started)
-    return DepsChroot(tarball, key, resolved)
 
 
 def sbuild_cmdline(
@@ -188,41 +64,6 @@ def dsc_files(dsc: Path) -> list[Path]:
     with dsc.open() as f:
         para = deb822.Dsc(f)
     return [dsc, *(dsc.parent / entry["name"] for entry in para.get("Files", []))]
-
-
-def is_readable_by(user: str, path: Path) -> bool:
-    """Whether `user` can read `path` (CI clones may live under /root, which it cannot)."""
-    return run.run(["test", "-r", path], user=user, check=False).returncode == 0
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_stages(root: Path) -> None:
-    """Remove stage folders whose pfbuild process is gone (killed mid-build)."""
-    for stage in root.glob("*-*") if root.is_dir() else []:
-        pid = stage.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _is_alive(int(pid)):
-            remove_path(stage)
-
-
-def make_stage_dir(ctx: Context, name: str) -> Path:
-    """A fresh directory the build user owns, outside the (maybe unreadable) workspace."""
-    remove_stale_stages(ctx.stage_root)
-    stage = ctx.stage_root / f"{name}-{os.getpid()}"
-    remove_path(stage)
-    stage.mkdir(parents=True)
-    ctx.stage_root.chmod(0o1777)
-    if os.geteuid() == 0:
-        shutil.chown(stage, user=ctx.build_user, group=ctx.build_user)
-    return stage
 
 
 @dataclass(frozen=True)
@@ -301,10 +142,9 @@ def build_package(
             link_or_copy(deps.path, chroot)
         build_dir = stage / "out"
         build_dir.mkdir()
-        if os.geteuid() == 0:
-            # Only the folder sbuild writes: the inputs are hard links to the workspace's own
-            # files, which must stay root's; the build user only reads them.
-            shutil.chown(build_dir, user=ctx.build_user, group=ctx.build_user)
+        # Only the folder sbuild writes: the inputs are hard links to the workspace's own
+        # files, which must stay root's; the build user only reads them.
+        give_to_build_user(ctx, build_dir)
         log.info("%s: sbuild %s (log %s)", dist.name, dsc.name, ctx.logs_dir)
         started = time.monotonic()
         live_log = ctx.logs_dir / f"sbuild-{label}.log"

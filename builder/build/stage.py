@@ -8,19 +8,31 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from builder.core.context import Context
-from builder.model.distro import Distribution
-from builder.core.errors import PfbuildError
 from builder.build.sbuild import BuildResult, build_package
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.model.distro import Distribution
 
 log = logging.getLogger("pfbuild")
 
 PrepareSource = Callable[[Distribution], Path]
 
 
-def make_jobs_per_build(parallel_targets: int) -> int:
-    """Compiler jobs for each sbuild so that side-by-side builds share the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, parallel_targets))
+def jobs_per_build(jobs: int, parallel_targets: int) -> int:
+    """Compiler jobs for each sbuild: as asked, else a share of the cores when builds run side
+    by side, else 0 (no --jobs: the package's rules decide)."""
+    if jobs or parallel_targets <= 1:
+        return jobs
+    return max(1, (os.cpu_count() or 1) // parallel_targets)
+
+
+def build_target(
+    ctx: Context, recipe: str, version: str, dsc: Path, dist: Distribution, *, jobs: int = 0
+) -> BuildResult:
+    """Build `dsc` for `dist` into the workspace's build folder (reused when already built)."""
+    return build_package(
+        ctx, recipe, dsc, dist, ctx.build_dir(recipe, version, dist.name), jobs=jobs
+    )
 
 
 def build_targets(
@@ -30,15 +42,14 @@ def build_targets(
     targets: list[Distribution],
     prepare_source: PrepareSource,
     *,
+    jobs: int = 0,
     parallel: int = 1,
 ) -> list[BuildResult]:
-    """Build every target; a failed target does not cost the others their results."""
-    jobs = make_jobs_per_build(min(parallel, len(targets)))
+    """Build every target, `parallel` side by side; a failed target does not cost the others."""
+    jobs = jobs_per_build(jobs, min(parallel, len(targets)))
 
     def one(dist: Distribution) -> BuildResult:
-        dsc = prepare_source(dist)
-        out = ctx.build_dir(recipe, version, dist.name)
-        return build_package(ctx, recipe, dsc, dist, out, jobs=jobs)
+        return build_target(ctx, recipe, version, prepare_source(dist), dist, jobs=jobs)
 
     results: list[BuildResult] = []
     failures: list[tuple[str, PfbuildError]] = []

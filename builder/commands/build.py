@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 
 from builder.build.stage import build_targets
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import (
+    add_jobs_argument,
+    add_target_argument,
+    positive_int,
+    selected_targets,
+)
 from builder.core.context import Context
 from builder.model.distro import Distribution
 from builder.model.recipe import load_recipe
@@ -24,8 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe name, e.g. postfix")
     parser.add_argument("version", help="upstream version, e.g. 3.11.6")
     add_target_argument(parser)
+    add_jobs_argument(parser)
     parser.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="targets built side by side (default 1)"
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="targets built side by side (default 1); with --jobs 0 they share the cores",
     )
 
 
@@ -38,7 +48,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         return prepare_source(ctx, recipe, args.version, dist)
 
     results = build_targets(
-        ctx, recipe.name, args.version, targets, source_for, parallel=max(1, args.jobs)
+        ctx, recipe.name, args.version, targets, source_for, jobs=args.jobs, parallel=args.parallel
     )
     for result in results:
         state = "unchanged" if result.reused else "built"

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from builder.check.hardening import (
-    PROPERTIES,
-    check_build,
-    format_table,
-    require_passed,
-    write_report,
-)
+from builder.check.judge import PROPERTIES
+from builder.check.report import REPORT_JSON, REPORT_TEXT, format_table, require_passed
+from builder.check.stage import check_target
 from builder.commands.common import add_target_argument, selected_targets
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.model.distro import Distribution
-from builder.model.recipe import load_recipe
 from builder.publish.artifact import export_build, has_result
 
 NAME = "check"
@@ -38,33 +32,14 @@ def parse_expect(text: str) -> frozenset[str]:
     return frozenset(p.strip() for p in text.split(",") if p.strip())
 
 
-def recipe_expectations(recipe_name: str, dist: Distribution) -> frozenset[str]:
-    """The recipe's expected hardening for this target and its architecture."""
-    recipe = load_recipe(recipe_name)
-    try:
-        return frozenset(recipe.expected_hardening[dist.name][dist.arch])
-    except KeyError:
-        raise PfbuildError(
-            f"recipe {recipe_name!r} has no expected hardening for {dist.name}/{dist.arch}",
-            fix=f"add expected_hardening[{dist.name!r}][{dist.arch!r}] to the recipe",
-        ) from None
-
-
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    expected = parse_expect(args.expect) if args.expect is not None else None
     failed = []
     for dist in selected_targets(ctx, args):
-        expected = (
-            parse_expect(args.expect)
-            if args.expect is not None
-            else recipe_expectations(args.recipe, dist)
-        )
-        build_dir = ctx.build_dir(args.recipe, args.version, dist.name)
-        report = check_build(ctx, build_dir, dist, dist.arch, expected)
-        report_dir = ctx.report_dir(args.recipe, args.version, dist.name)
-        write_report(report, report_dir)
+        report, report_dir = check_target(ctx, args.recipe, args.version, dist, expected)
         print(format_table(report))
-        print(f"report: {report_dir / 'hardening.json'}")
-        if has_result(build_dir):
+        print(f"report: {report_dir / REPORT_JSON}")
+        if has_result(ctx.build_dir(args.recipe, args.version, dist.name)):
             # The build's artifact folder carries the report and its verdict from now on.
             print(f"artifact: {export_build(ctx, args.recipe, args.version, dist.name)}")
         print()
@@ -78,6 +53,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "hardening check failed for "
             + "; ".join(f"{r.target}: {', '.join(r.offending_files[:4])}" for r, _ in failed),
             f"{sum(len(r.failures) for r, _ in failed)} problem(s)",
-            "see " + ", ".join(str(d / "hardening.txt") for _, d in failed),
+            "see " + ", ".join(str(d / REPORT_TEXT) for _, d in failed),
         )
     return 0

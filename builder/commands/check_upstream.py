@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.download import DEFAULT_TIMEOUT
 from builder.core.errors import PfbuildError
@@ -14,9 +15,8 @@ from builder.pipeline.updates import check_upstream, newest_from_debian
 NAME = "check-upstream"
 HELP = (
     "find the newest upstream release of a recipe's series; exit 0 when it is newer than the "
-    "last published release, 1 when not"
+    f"last published release, {int(Exit.NOT_NEWER)} when not"
 )
-EXIT_NOT_NEWER = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,4 +55,4 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         last = f"the published {result.published}" if result.published else "nothing published"
         verdict = "newer than" if result.is_newer else "not newer than"
         print(f"{result.recipe} {result.version} ({result.found_at}) is {verdict} {last}")
-    return 0 if result.is_newer else EXIT_NOT_NEWER
+    return Exit.OK if result.is_newer else Exit.NOT_NEWER

@@ -8,6 +8,37 @@ from builder.core.context import Context
 from builder.model.distro import TARGETS, Distribution, get_target
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0 (a negative one is a usage error, never clamped)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    """`--jobs N`: compiler jobs per build, as sbuild and debuild mean it."""
+    parser.add_argument(
+        "--jobs",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="compiler jobs per build, passed to sbuild as --jobs=N (default 0: no --jobs; the "
+        "package's rules decide, postfix's run make -j on every core)",
+    )
+
+
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
     """`--target T` (repeatable); none means every target."""
     parser.add_argument(

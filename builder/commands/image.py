@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 from builder.core.context import Context
-from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
 from builder.image import build as image
-from builder.image import proofs as imagetest
-from builder.model.distro import TRIXIE
-from builder.publish import repo as publish
+from builder.image.stage import build_variant_image, prove_variant
+from builder.publish.tree import install_tree
 from builder.publish.treecheck import verify_tree
 
 NAME = "image"
@@ -63,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a registry base image for VARIANT; default: pfbuild's bootstrapped minbase",
     )
     parser.add_argument(
-        "--version",
+        "--release",
         default="",
+        metavar="VERSION",
         help="refuse to build unless our repo has this postfix version (default: what it has)",
     )
     parser.add_argument(
@@ -115,40 +113,36 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         )
     if args.from_tree:
         verified = verify_tree(args.from_tree, args.require_key)
-        publish.install_tree(ctx, verified.path)
+        install_tree(ctx, verified.path)
         print(
             f"tree    verified {verified.path} "
             f"({verified.debs} packages, key {verified.fingerprint})"
         )
     config = image.ImageConfig(
         name=args.name,
-        version=args.version,
+        version=args.release,
         revision=args.revision,
         created_epoch=args.source_date_epoch,
         registry=args.registry,
         base_images=dict(args.base_image),
     )
-    built = [image.build_image(ctx, config, v) for v in args.variant or image.variants()]
+    built = [build_variant_image(ctx, config, v) for v in args.variant or image.variants()]
     for result in built:
         tags = " ".join(result.tags)
         print(f"{result.variant:8}{result.image_id[:19]}  {result.size / 1e6:.0f} MB  {tags}")
     if not args.test:
         return 0
-    client = docker_client(ctx)
-    # The client needs OpenSSL >= 3.5: trixie's, on the same base the debian variant uses.
-    tls_client = imagetest.ensure_tls_client_image(
-        client, image.base_image_for(ctx, config, TRIXIE)
-    )
     failed = 0
     for result in built:
-        with tempfile.TemporaryDirectory(prefix="imagetest-", dir=ctx.tmp_dir) as tmp:
-            proofs = imagetest.prove_image(
-                client,
-                result.tags[0],
-                tls_client,
-                scratch=Path(tmp),
-                healthcheck=not args.no_healthcheck_wait,
-            )
+        # Every variant is proven before the command judges: the FAIL lines show them all.
+        proofs = prove_variant(
+            ctx,
+            result.variant,
+            result.tags[0],
+            base_images=config.base_images,
+            healthcheck=not args.no_healthcheck_wait,
+            check=False,
+        )
         for proof in proofs:
             print(
                 f"{result.variant:8}{'ok' if proof.ok else 'FAIL':6}{proof.name:22}{proof.detail}"

@@ -16,17 +16,17 @@ HELP = "verify a release manifest against the artifacts on disk"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["verify"], help="what to do with the manifest")
     parser.add_argument("path", nargs="?", type=Path, help="the manifest (default: postfix's)")
-    parser.add_argument("--version", help="the release whose manifest to verify")
+    parser.add_argument("--release", metavar="VERSION", help="the release whose manifest to verify")
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     path = args.path
     if path is None:
-        if not args.version:
+        if not args.release:
             raise PfbuildError(
-                "manifest verify needs a PATH or --version", fix="e.g. --version 3.11.6"
+                "manifest verify needs a PATH or --release", fix="e.g. --release 3.11.6"
             )
-        path = ctx.manifest_path("postfix", args.version)
+        path = ctx.manifest_path("postfix", args.release)
     problems = verify_manifest(path)
     if problems:
         raise PfbuildError(

@@ -152,5 +152,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 print(f"{state.suite:10}{verb:10}{state.snapshot} ({len(state.packages)} packages)")
     finally:
         signing.stop_agent(ctx, key)
-    print(f"tree      {publish.tree_link(ctx)} (key {key.fingerprint})")
+    print(f"tree      {ctx.apt_tree} (key {key.fingerprint})")
     return 0

@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import add_jobs_argument, add_target_argument, selected_targets
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
+from builder.core.lock import workspace_lock
 from builder.model.distro import TARGETS
-from builder.pipeline.actions import Progress, StateStore, execute, plan, workspace_lock
+from builder.pipeline.actions import Progress, StateStore, execute, plan
 from builder.pipeline.manifest import build_manifest, write_manifest
 from builder.pipeline.release import release_actions
 from builder.pipeline.request import ReleaseRequest
@@ -30,11 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--no-image", action="store_true", help="stop after publishing")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    parser.add_argument(
-        "--jobs", type=int, default=0, metavar="N",
-        help="compiler jobs per build (default 0: no --jobs to sbuild; the package's rules "
-        "decide, postfix's run make -j on every core)",
-    )  # fmt: skip
+    add_jobs_argument(parser)
     parser.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     parser.add_argument(
         "--url", default="http://127.0.0.1:8080/",
@@ -53,10 +50,6 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
             f"image variant {missing[0]} needs its target, which this release does not build",
             fix="add its --target, or drop the --variant",
         )
-    if args.jobs < 0:
-        raise PfbuildError(
-            "--jobs must not be negative", fix="pass N > 0, or 0 to leave it to the package"
-        )
     return ReleaseRequest(
         recipe=args.recipe,
         version=args.version,
@@ -71,14 +64,14 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     request = request_from_args(ctx, args)
     actions = release_actions(ctx, request)
-    state = StateStore(ctx.workspace / "state" / "release")
+    state = StateStore(ctx.release_state_dir)
     if args.dry_run:
         for item in plan(actions, state):
             verdict = "reuse" if item.reuse else "run"
             print(f"{verdict:6}{item.action.name:<40} {item.reason}")
         return 0
     progress = Progress(sys.stdout if args.json else sys.stderr, as_json=args.json)
-    with workspace_lock(ctx.workspace / "release.lock", "release"):
+    with workspace_lock(ctx.release_lock, "release"):
         planned = plan(actions, state)
         outputs = execute(planned, state, progress)
         manifest = build_manifest(request, outputs, {p.action.name: p.key for p in planned})

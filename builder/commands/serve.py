@@ -6,7 +6,6 @@ import argparse
 import os
 
 from builder.core.context import Context
-from builder.publish import repo as publish
 from builder.publish import serve
 
 NAME = "serve"
@@ -28,5 +27,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    serve.serve_forever(publish.tree_link(ctx), args.bind, args.port)
+    serve.serve_forever(ctx.apt_tree, args.bind, args.port)
     return 0

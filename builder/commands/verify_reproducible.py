@@ -5,21 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.build.reproducible import Verification, verify_reproducible
+from builder.build.record import Verification
+from builder.build.reproducible import verify_reproducible
 from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
+from builder.core.lock import workspace_lock
 from builder.model.recipe import load_recipe
-from builder.pipeline.actions import workspace_lock
 from builder.source.package import prepare_source
 
 NAME = "verify-reproducible"
 HELP = (
     "build a recipe's .dsc a second time with deliberate variations (build path, jobs, user, "
     "clock, time zone, locale, umask) and compare every .deb byte for byte; diffoscope explains "
-    "differences; exit 0 when reproducible, 1 when not"
+    "differences; exit 0 when reproducible, 11 when not"
 )
-EXIT_UNREPRODUCIBLE = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     verdicts = []
     # Build A is the workspace's normal build and the result lands in the release manifest:
     # the same things a release writes, so never both at once.
-    with workspace_lock(ctx.workspace / "release.lock", "release or verify-reproducible"):
+    with workspace_lock(ctx.release_lock, "release or verify-reproducible"):
         for dist in targets:
             if recipe is None:
                 dsc = args.dsc.absolute()
@@ -85,4 +86,4 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             for line in format_verification(result):
                 print(line, flush=True)
             verdicts.append(result.verdict)
-    return 0 if all(v == "reproducible" for v in verdicts) else EXIT_UNREPRODUCIBLE
+    return Exit.OK if all(v == "reproducible" for v in verdicts) else Exit.NOT_REPRODUCIBLE

@@ -215,7 +215,7 @@ def dockerd_cmdline(ctx: Context) -> list[str]:
     host = ctx.docker_host
     if host and host != DEFAULT_DOCKER_SOCKET:
         # A private engine beside the system one: its own socket, state and pid file.
-        state = ctx.workspace / "dockerd"
+        state = ctx.dockerd_dir
         # exec-root holds containerd's socket: keep it short (unix socket paths are <108 bytes).
         short = Path("/run") / f"pfbuild-docker-{hashlib.sha256(host.encode()).hexdigest()[:8]}"
         cmd += [

@@ -16,6 +16,8 @@ from builder.core.errors import CommandError, PfbuildError
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
+    from docker import DockerClient
+
 log = logging.getLogger("pfbuild")
 
 TAIL_LINES = 25
@@ -156,6 +158,30 @@ def run_in_container(
     result = container.exec_run(argv, stdout=True, stderr=True, user=user)
     output = result.output if isinstance(result.output, bytes) else b""
     proc = subprocess.CompletedProcess(argv, int(result.exit_code or 0), output, b"")
+    _judge(cmdline, proc, check=check, accept=accept)
+    return proc
+
+
+def run_in_image(
+    client: DockerClient,
+    image: str,
+    cmd: Sequence[Arg],
+    *,
+    check: bool = True,
+    accept: Collection[int] = (0,),
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `cmd` in a one-shot container of `image` (host network), logged and judged like `run`."""
+    argv = [str(c) for c in cmd]
+    cmdline = shlex.join(["docker", "run", "--rm", "--network", "host", image, *argv])
+    log.debug("$ %s", cmdline)
+    container = client.containers.run(image, argv, network_mode="host", detach=True)
+    try:
+        status = int(container.wait(timeout=timeout)["StatusCode"])
+        logs = bytes(container.logs(stdout=True, stderr=True))
+    finally:
+        container.remove(force=True, v=True)
+    proc = subprocess.CompletedProcess(argv, status, logs, b"")
     _judge(cmdline, proc, check=check, accept=accept)
     return proc
 

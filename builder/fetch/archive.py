@@ -26,13 +26,14 @@ log = logging.getLogger("pfbuild")
 
 @dataclass(frozen=True)
 class VerifiedFile:
-    """A downloaded file whose hash was proven, and the chain that proved it."""
+    """A downloaded file whose hash was proven, the chain that proved it, and its role."""
 
     name: str
     path: Path
     sha256: str
     url: str
     verified_by: str
+    role: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class ArchiveChain:
                 "check the suite and component in the recipe",
             )
         # Content-addressed by the signed hash: a stale or tampered copy never matches.
-        cached = self.ctx.cache_dir / "archive" / f"{want[0]}.xz"
+        cached = self.ctx.archive_cache / f"{want[0]}.xz"
         if not cached.is_file() or sha256_file(cached) != want[0]:
             with atomic_file(cached) as tmp:
                 got = download(f"{self.archive_url}/dists/{suite}/{name}", tmp)

@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from builder.core import gpg, run
@@ -20,6 +20,7 @@ from builder.core.download import DownloadError, download
 from builder.core.errors import PfbuildError
 from builder.core.unpack import check_tarball
 from builder.fetch import archive
+from builder.fetch.archive import VerifiedFile
 from builder.model.recipe import Recipe, Upstream
 
 log = logging.getLogger("pfbuild")
@@ -33,27 +34,15 @@ TARBALL_RE = re.compile(r"\.tar\.(gz|xz|bz2|zst)$")
 
 
 @dataclass(frozen=True)
-class FetchedFile:
-    """One verified source file in the cache, with where it came from and how it was proven."""
-
-    role: str
-    name: str
-    path: Path
-    sha256: str
-    url: str
-    verified_by: str
-
-
-@dataclass(frozen=True)
 class FetchResult:
     """Every verified file of one recipe version."""
 
     recipe: str
     version: str
-    files: tuple[FetchedFile, ...]
+    files: tuple[VerifiedFile, ...]
     from_cache: bool = False
 
-    def get(self, role: str) -> FetchedFile:
+    def get(self, role: str) -> VerifiedFile:
         """The one file with `role` (e.g. upstream-tarball, dsc, debian-tarball)."""
         for f in self.files:
             if f.role == role:
@@ -61,29 +50,29 @@ class FetchResult:
         raise PfbuildError(f"{self.recipe} {self.version} has no {role} in its fetch result")
 
     @property
-    def tarball(self) -> FetchedFile:
+    def tarball(self) -> VerifiedFile:
         """The verified upstream tarball."""
         return self.get(ROLE_TARBALL)
 
     @property
-    def signature(self) -> FetchedFile:
+    def signature(self) -> VerifiedFile:
         """The upstream tarball's detached signature."""
         return self.get(ROLE_SIGNATURE)
 
     @property
-    def dsc(self) -> FetchedFile:
+    def dsc(self) -> VerifiedFile:
         """The verified .dsc of the base packaging."""
         return self.get(ROLE_DSC)
 
 
 def index_path(ctx: Context) -> Path:
     """The JSON index (recipe, version) -> cached entries."""
-    return ctx.cache_dir / "sources" / "index.json"
+    return ctx.sources_cache / "index.json"
 
 
 def cache_path(ctx: Context, sha256: str, name: str) -> Path:
     """Where a verified file lives: sources/<sha256>/<name> (the name tools expect)."""
-    return ctx.cache_dir / "sources" / sha256 / name
+    return ctx.sources_cache / sha256 / name
 
 
 def _read_index(ctx: Context) -> dict[str, list[dict[str, str]]]:
@@ -107,7 +96,7 @@ def _cached(ctx: Context, recipe: Recipe, version: str) -> FetchResult | None:
         try:
             path = cache_path(ctx, e["sha256"], e["name"])
             ok = path.is_file() and sha256_file(path) == e["sha256"]
-            files.append(FetchedFile(e["role"], e["name"], path, e["sha256"], e["url"], e["how"]))
+            files.append(VerifiedFile(e["name"], path, e["sha256"], e["url"], e["how"], e["role"]))
         except (KeyError, TypeError, OSError):
             ok = False
         if not ok:
@@ -122,7 +111,9 @@ def _key_parts(entry: dict[str, str]) -> tuple[str, str, str]:
     return entry.get("role", "?"), entry.get("sha256", "?")[:12], entry.get("name", "?")
 
 
-def _store(ctx: Context, recipe: Recipe, version: str, files: Sequence[FetchedFile]) -> FetchResult:
+def _store(
+    ctx: Context, recipe: Recipe, version: str, files: Sequence[VerifiedFile]
+) -> FetchResult:
     """Move verified files into the content-addressed cache and record them in the index."""
     stored = []
     for f in files:
@@ -130,7 +121,7 @@ def _store(ctx: Context, recipe: Recipe, version: str, files: Sequence[FetchedFi
         if not final.is_file() or sha256_file(final) != f.sha256:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f.path, final)
-        stored.append(FetchedFile(f.role, f.name, final, f.sha256, f.url, f.verified_by))
+        stored.append(replace(f, path=final))
     index = _read_index(ctx)
     index[_key(recipe, version)] = [
         {"role": f.role, "name": f.name, "sha256": f.sha256, "url": f.url, "how": f.verified_by}
@@ -150,7 +141,7 @@ def upstream_keyring(ctx: Context, upstream: Upstream, tmp: Path) -> Path:
 
 def _try_mirror(
     upstream: Upstream, version: str, urls: tuple[str, str], keyring: Path, tmp: Path
-) -> list[FetchedFile]:
+) -> list[VerifiedFile]:
     tarball_url, signature_url = urls
     name = upstream.tarball_name.format(version=version)
     tarball, signature = tmp / name, tmp / f"{name}.asc"
@@ -162,12 +153,12 @@ def _try_mirror(
         raise PfbuildError(f"{name} is signed by {signer}", f"expected {upstream.fingerprint}")
     how = f"OpenPGP signature by {upstream.fingerprint}"
     return [
-        FetchedFile(ROLE_TARBALL, name, tarball, tar_sha, tarball_url, how),
-        FetchedFile(ROLE_SIGNATURE, signature.name, signature, sig_sha, signature_url, how),
+        VerifiedFile(name, tarball, tar_sha, tarball_url, how, ROLE_TARBALL),
+        VerifiedFile(signature.name, signature, sig_sha, signature_url, how, ROLE_SIGNATURE),
     ]
 
 
-def fetch_upstream(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> list[FetchedFile]:
+def fetch_upstream(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> list[VerifiedFile]:
     """Try each mirror in order; the first whose tarball verifies wins."""
     upstream = recipe.upstream
     if upstream is None:
@@ -195,7 +186,7 @@ def fetch_upstream(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> lis
     )
 
 
-def fetch_packaging(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> list[FetchedFile]:
+def fetch_packaging(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> list[VerifiedFile]:
     """The base Debian source package; only its debian/ tarball when upstream comes separately."""
     src = recipe.packaging_for(version)
     only = re.compile(r"\.debian\.tar\.[a-z0-9]+$") if recipe.upstream is not None else None
@@ -207,11 +198,11 @@ def fetch_packaging(ctx: Context, recipe: Recipe, version: str, tmp: Path) -> li
         role = ROLE_DSC if f.name.endswith(".dsc") else ROLE_SOURCE
         if re.search(r"\.debian\.tar\.[a-z0-9]+$", f.name):
             role = ROLE_DEBIAN
-        result.append(FetchedFile(role, f.name, f.path, f.sha256, f.url, f.verified_by))
+        result.append(replace(f, role=role))
     return result
 
 
-def _check_consistent(recipe: Recipe, version: str, files: Sequence[FetchedFile]) -> None:
+def _check_consistent(recipe: Recipe, version: str, files: Sequence[VerifiedFile]) -> None:
     """Debian's .dsc must name the very tarball we verified when it packages the same release."""
     src = recipe.packaging_for(version)
     if recipe.upstream is None or src.upstream_version != version:
@@ -245,7 +236,7 @@ def fetch(ctx: Context, recipe: Recipe, version: str) -> FetchResult:
         return _store(ctx, recipe, version, files)
 
 
-def _check_members(files: Sequence[FetchedFile]) -> None:
+def _check_members(files: Sequence[VerifiedFile]) -> None:
     # Verified, but never admitted to the cache before its members are proven safe to unpack.
     for f in files:
         if TARBALL_RE.search(f.name):

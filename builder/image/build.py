@@ -8,7 +8,6 @@ build (the build runs with host networking), so every image proves the repositor
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import logging
@@ -16,24 +15,22 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
 from debian import deb822
 from debian.debian_support import Version
 
 import docker
-from builder.bootstrap.buildenv import ensure_base_image
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
-from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS, Distribution
 from builder.model.recipe import load_recipe
-from builder.publish import repo as publish
 from builder.publish import serve
+from builder.publish.aptly import COMPONENT, ORIGIN
+from builder.publish.tree import KEY_FILE_NAME, sources_snippet
 
 log = logging.getLogger("pfbuild")
 
@@ -151,7 +148,7 @@ def image_packages(dist: Distribution) -> list[str]:
     return ["postfix", *MAP_PACKAGES, *malloc, *RUNTIME_PACKAGES]
 
 
-def apt_preferences(origin: str = publish.ORIGIN, priority: int = PIN_PRIORITY) -> str:
+def apt_preferences(origin: str = ORIGIN, priority: int = PIN_PRIORITY) -> str:
     """An apt pin that makes packages from our repository win over the distribution's."""
     return (
         "# pfbuild's packages win, even over a newer version in the distribution.\n"
@@ -196,7 +193,7 @@ def serve_repo(tree: Path) -> Iterator[str]:
 
 
 def _packages_index(tree: Path, suite: str, arch: str) -> str:
-    base = tree / "dists" / suite / publish.COMPONENT / f"binary-{arch}"
+    base = tree / "dists" / suite / COMPONENT / f"binary-{arch}"
     if (base / "Packages").is_file():
         return (base / "Packages").read_text()
     if (base / "Packages.gz").is_file():
@@ -241,7 +238,7 @@ def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
         (dest / name).chmod(0o644 if name == "Dockerfile" else 0o755)
     apt = dest / "apt"
     apt.mkdir()
-    key = tree / publish.KEY_FILE_NAME
+    key = tree / KEY_FILE_NAME
     if not key.is_file():
         raise PfbuildError(
             f"{key} is missing",
@@ -249,7 +246,7 @@ def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
             "run `pfbuild publish` again",
         )
     shutil.copy2(key, apt / "pfbuild.asc")
-    (apt / "pfbuild.sources").write_text(publish.sources_snippet(url, suite))
+    (apt / "pfbuild.sources").write_text(sources_snippet(url, suite))
     (apt / "pfbuild.pref").write_text(apt_preferences())
     for path in apt.iterdir():
         path.chmod(0o644)
@@ -328,63 +325,3 @@ def push_tags(client: docker.DockerClient, tags: Sequence[str]) -> None:
                     "log in to the registry (docker login) or check --registry",
                 )
         log.info("pushed %s", tag)
-
-
-def base_image_for(ctx: Context, config: ImageConfig, dist: Distribution) -> str:
-    """The configured registry base for the variant, else pfbuild's bootstrapped minbase."""
-    configured = config.base_images.get(dist.variant)
-    if configured:
-        return configured
-    return ensure_base_image(ctx, dist)
-
-
-def build_image(ctx: Context, config: ImageConfig, variant: str) -> BuiltImage:
-    """Build one variant from the published repository; push it when a registry is set."""
-    dist = variant_target(variant)
-    if dist.name in dict(ctx.archive_overrides):
-        dist = dist.with_archive(ctx.archive_override(dist.name))
-    tree = publish.tree_link(ctx)
-    packages = image_packages(dist)
-    version = require_published(tree, dist, packages)
-    if config.version and config.version != version:
-        raise PfbuildError(
-            f"our {dist.name} suite has postfix {version}, not {config.version}",
-            fix=f"publish {config.version} first or drop --version",
-        )
-    if not config.created_epoch:
-        # No SOURCE_DATE_EPOCH given: the repository state the image is made of dates it.
-        date = publish.inrelease_date(tree / "dists" / dist.name / "InRelease")
-        config = dataclasses.replace(config, created_epoch=int(date or 0))
-    client = docker_client(ctx)
-    base = base_image_for(ctx, config, dist)
-    tags = image_tags(config.name, version, variant, config.registry)
-    log.info("%s: building %s on %s", variant, tags[0], base)
-    started = time.monotonic()
-    with build_context_dir(ctx) as context, serve_repo(tree) as url:
-        assemble_context(context, tree, url, dist.name)
-        image_id = docker_build(
-            client,
-            context,
-            tags,
-            build_args(base, packages, repo_state(tree, dist.name)),
-            oci_labels(config, version, dist),
-            ctx.logs_dir / f"image-{variant}.log",
-        )
-    size = int(client.images.get(image_id).attrs.get("Size", 0))
-    log.info(
-        "%s: %s built in %.0f s (%d MB)",
-        variant,
-        image_id[:19],
-        time.monotonic() - started,
-        size // 10**6,
-    )
-    if config.registry:
-        push_tags(client, tags)
-    return BuiltImage(variant, image_id, tuple(tags), version, size)
-
-
-def remove_image_tags(client: docker.DockerClient, tags: Sequence[str]) -> None:
-    """Untag images (used by tests); a missing tag is fine."""
-    for tag in tags:
-        with suppress(docker.errors.ImageNotFound):
-            client.images.remove(tag, noprune=False)

@@ -1,12 +1,9 @@
-"""Actions keyed by the hash of their inputs: a pure planner, an executor, a state store, a lock."""
+"""Actions keyed by the hash of their inputs: a pure planner, an executor, a state store."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import socket
 import sys
 import threading
 import time
@@ -208,31 +205,3 @@ def execute(
         state.put(action, item.key, result, seconds)
         progress.event(index, total, item, "done", seconds)
     return outputs
-
-
-@contextmanager
-def workspace_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, or fail at once saying who holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise PfbuildError(
-                f"another {what} is running on this workspace",
-                f"lock {path} is held by {holder}",
-                "wait for it to finish, or use another --workspace",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(
-            f"pid {os.getpid()} on {socket.gethostname()} since "
-            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-        )
-        handle.flush()
-        yield
-    finally:
-        handle.close()

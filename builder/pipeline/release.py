@@ -5,15 +5,20 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from builder.build import sbuild
-from builder.check import blhc, elf, hardening
+from builder.build import depschroot, sbuild, stage, stagedir
+from builder.check import blhc, elf, hardening, judge, report, targets, tools
+from builder.check import stage as check_stage
 from builder.core import unpack
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
 from builder.core.digest import code_digest, data_digest, hash_tree
 from builder.fetch import archive, sources
 from builder.image import build as image
+from builder.image import container as image_container
 from builder.image import proofs as imagetest
+from builder.image import smtp as image_smtp
+from builder.image import stage as image_stage
+from builder.image import tlsclient as image_tlsclient
 from builder.model import version as version_scheme
 from builder.model.distro import Distribution
 from builder.model.recipe import Recipe, load_recipe, template_root
@@ -28,8 +33,9 @@ from builder.pipeline.runners import (
     publish_runner,
     source_runner,
 )
+from builder.publish import aptly, signing, tree
+from builder.publish import inputs as publish_inputs
 from builder.publish import repo as publish
-from builder.publish import signing
 from builder.source import package as source_package
 
 log = logging.getLogger("pfbuild")
@@ -90,7 +96,8 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
                        run=source_runner(ctx, recipe, version, dist))
             )  # fmt: skip
             actions.append(
-                Action(f"build {rid} {name}", "build", {"code": code_digest(sbuild)},
+                Action(f"build {rid} {name}", "build",
+                       {"code": code_digest(sbuild, depschroot, stagedir, stage)},
                        (f"source {rid} {name}",),
                        run=build_runner(ctx, recipe, version, dist, request.jobs), long=True)
             )  # fmt: skip
@@ -98,7 +105,8 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
             actions.append(
                 Action(f"check {rid} {name}", "check",
                        {"expected": ",".join(expected),
-                        "code": code_digest(hardening, elf, blhc)},
+                        "code": code_digest(check_stage, hardening, judge, targets, tools,
+                                            report, elf, blhc)},
                        (f"build {rid} {name}",), run=check_runner(ctx, recipe, version, dist),
                        long=True)
             )  # fmt: skip
@@ -107,7 +115,7 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     actions.append(
         Action("publish", "publish",
                {"targets": ",".join(dists), "url": request.repo_url,
-                "code": code_digest(publish, signing)},
+                "code": code_digest(publish, aptly, publish_inputs, tree, signing)},
                tuple(checks), run=publish_runner(ctx, request, builds))
     )  # fmt: skip
     if request.images:
@@ -124,13 +132,15 @@ def image_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
         build_action = f"build {request.recipe} {request.version} {by_variant[variant].name}"
         actions.append(
             Action(f"image {variant}", "image",
-                   {"docker": docker_dir, "code": code_digest(image)},
+                   {"docker": docker_dir, "code": code_digest(image, image_stage)},
                    ("publish", build_action),
                    run=image_runner(ctx, request.version, variant, build_action), long=True)
         )  # fmt: skip
         actions.append(
             Action(f"image-test {variant}", "image",
-                   {"code": code_digest(imagetest)}, (f"image {variant}",),
+                   {"code": code_digest(imagetest, image_container, image_smtp,
+                                        image_tlsclient, image_stage)},
+                   (f"image {variant}",),
                    run=image_test_runner(ctx, variant), long=True)
         )  # fmt: skip
     return actions

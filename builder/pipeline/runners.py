@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from builder.bootstrap.buildenv import ensure_base_image
-from builder.build.sbuild import build_package, dsc_files
-from builder.check.hardening import check_build, require_passed, write_report
+from builder.build.sbuild import dsc_files
+from builder.build.stage import build_target
+from builder.check.report import REPORT_JSON, require_passed
+from builder.check.stage import check_target
 from builder.core.checkout import git_revision
 from builder.core.context import Context
 from builder.core.digest import file_entry
-from builder.core.engine import docker_client
-from builder.core.errors import PfbuildError
 from builder.fetch.sources import fetch
 from builder.image import build as image
-from builder.image import proofs as imagetest
-from builder.model.distro import TRIXIE, Distribution
+from builder.image.stage import build_variant_image, prove_variant
+from builder.model.distro import Distribution
 from builder.model.recipe import Recipe
 from builder.pipeline.actions import Outputs
 from builder.pipeline.request import ReleaseRequest
@@ -67,11 +65,10 @@ def build_runner(
 ) -> Callable[[Mapping[str, Outputs]], Outputs]:
     def run_build(deps: Mapping[str, Outputs]) -> Outputs:
         (source,) = deps.values()
-        out = ctx.build_dir(recipe.name, version, dist.name)
-        result = build_package(ctx, recipe.name, Path(source["dsc"]), dist, out, jobs=jobs)
+        result = build_target(ctx, recipe.name, version, Path(source["dsc"]), dist, jobs=jobs)
         return {
-            "dir": str(out),
-            "files": [file_entry(out / name) for name in result.files],
+            "dir": str(result.out_dir),
+            "files": [file_entry(result.out_dir / name) for name in result.files],
             "log": str(result.log_path),
         }
 
@@ -82,13 +79,9 @@ def check_runner(
     ctx: Context, recipe: Recipe, version: str, dist: Distribution
 ) -> Callable[[Mapping[str, Outputs]], Outputs]:
     def run_check(_deps: Mapping[str, Outputs]) -> Outputs:
-        expected = frozenset(recipe.expected_hardening[dist.name][dist.arch])
-        build_dir = ctx.build_dir(recipe.name, version, dist.name)
-        report = check_build(ctx, build_dir, dist, dist.arch, expected)
-        report_dir = ctx.report_dir(recipe.name, version, dist.name)
-        write_report(report, report_dir)
+        report, report_dir = check_target(ctx, recipe.name, version, dist)
         require_passed(report, report_dir)
-        return {"verdict": report.verdict, "report": str(report_dir / "hardening.json")}
+        return {"verdict": report.verdict, "report": str(report_dir / REPORT_JSON)}
 
     return run_check
 
@@ -103,7 +96,7 @@ def publish_runner(
             states = publish.publish_repo(ctx, request.targets, key, options, builds=builds)
         finally:
             signing.stop_agent(ctx, key)
-        tree = publish.tree_link(ctx).resolve()
+        tree = ctx.apt_tree.resolve()
         changed = {s.suite: s.snapshot for s in states}
         suites = {}
         for dist in request.targets:
@@ -137,7 +130,7 @@ def image_runner(
             revision=git_revision(),
             created_epoch=source_date_epoch(deps[build_action]["files"]),
         )
-        built = image.build_image(ctx, config, variant)
+        built = build_variant_image(ctx, config, variant)
         return {"image_id": built.image_id, "tags": list(built.tags), "size": built.size}
 
     return run_image
@@ -146,18 +139,7 @@ def image_runner(
 def image_test_runner(ctx: Context, variant: str) -> Callable[[Mapping[str, Outputs]], Outputs]:
     def run_image_test(deps: Mapping[str, Outputs]) -> Outputs:
         (built,) = deps.values()
-        client = docker_client(ctx)
-        tls_client = imagetest.ensure_tls_client_image(client, ensure_base_image(ctx, TRIXIE))
-        with tempfile.TemporaryDirectory(prefix="imagetest-", dir=ctx.tmp_dir) as tmp:
-            proofs = imagetest.prove_image(client, built["tags"][0], tls_client, scratch=Path(tmp))
-        failed = [p for p in proofs if not p.ok]
-        if failed:
-            raise PfbuildError(
-                f"{len(failed)} proof(s) failed for the {variant} image: "
-                + ", ".join(p.name for p in failed),
-                f"{failed[0].name}: {failed[0].detail}",
-                f"run `pfbuild image --variant {variant} --test` to see every proof",
-            )
+        proofs = prove_variant(ctx, variant, built["tags"][0])
         return {"proofs": [{"name": p.name, "ok": p.ok, "detail": p.detail} for p in proofs]}
 
     return run_image_test

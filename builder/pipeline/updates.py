@@ -18,7 +18,6 @@ from builder.core.errors import PfbuildError
 from builder.fetch.archive import ArchiveChain
 from builder.image.build import published_versions
 from builder.model.recipe import Recipe
-from builder.publish import repo as publish
 
 log = logging.getLogger("pfbuild")
 
@@ -137,7 +136,7 @@ def newest_from_debian(ctx: Context, recipe: Recipe) -> tuple[str, str]:
 def last_published(ctx: Context, recipe: Recipe) -> str | None:
     """The newest release of the recipe in the published tree or the release manifests."""
     found: list[str] = []
-    tree = publish.tree_link(ctx)
+    tree = ctx.apt_tree
     for target, binaries in recipe.binary_packages.items():
         if not binaries or not (tree / "dists" / target).is_dir():
             continue
@@ -146,7 +145,7 @@ def last_published(ctx: Context, recipe: Recipe) -> str | None:
         if release is not None and in_series(release, recipe.series):
             found.append(release)
     # `pfbuild release` writes its manifest after publishing, so a manifest is a release.
-    for path in sorted((ctx.workspace / "manifests").glob(f"{recipe.name}-*.json")):
+    for path in sorted(ctx.manifests_dir.glob(f"{recipe.name}-*.json")):
         try:
             version = json.loads(path.read_text()).get("version", "")
         except (OSError, ValueError, AttributeError):

@@ -36,11 +36,6 @@ REPORT_FILES = ("hardening.json", "hardening.txt")
 BUILD_LOG = "build.log"
 
 
-def artifacts_root(ctx: Context) -> Path:
-    """Where a workspace keeps the artifact folders of its builds."""
-    return ctx.workspace / "artifacts"
-
-
 def artifact_name(recipe: str, version: str, target: str) -> str:
     """The folder name of one build's artifact."""
     return f"{recipe}_{version}_{target}"
@@ -84,7 +79,7 @@ def export_build(ctx: Context, recipe: str, version: str, target: str) -> Path:
     if isinstance(report, dict) and all((report_dir / n).is_file() for n in REPORT_FILES):
         sources.update({name: report_dir / name for name in REPORT_FILES})
         check = {"verdict": report.get("verdict"), "report": "hardening.json"}
-    dest = artifacts_root(ctx) / artifact_name(recipe, version, target)
+    dest = ctx.artifacts_dir / artifact_name(recipe, version, target)
     with atomic_dir(dest) as tmp:
         for name, src in sorted(sources.items()):
             link_or_copy(src, tmp / name)

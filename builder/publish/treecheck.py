@@ -24,7 +24,7 @@ from builder.core import gpg, run
 from builder.core.aptindex import dearmor_cmdline, release_hashes
 from builder.core.digest import sha256_file
 from builder.core.errors import PfbuildError
-from builder.publish.repo import KEY_FILE_NAME, MANIFEST_NAME
+from builder.publish.tree import KEY_FILE_NAME, MANIFEST_NAME
 
 log = logging.getLogger("pfbuild")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from builder.publish.artifact import MANIFEST
-from builder.publish.repo import MANIFEST_NAME
+from builder.publish.tree import MANIFEST_NAME
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +100,7 @@ def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_pat
         output = finish(
             cli(
                 imager, "image", "--from", str(tree), "--require-key", fingerprint,
-                "--name", IMAGE_NAME, "--version", VERSION, "--test", "--no-healthcheck-wait",
+                "--name", IMAGE_NAME, "--release", VERSION, "--test", "--no-healthcheck-wait",
             )
         )  # fmt: skip
     finally:

@@ -104,7 +104,7 @@ def test_release_makes_packages_repo_images_and_manifest(
         assert image["image_id"].startswith("sha256:")
         tests = data["actions"][f"image-test {variant}"]["outputs"]["proofs"]
         assert tests and all(p["ok"] for p in tests), tests
-    verify = pfbuild(shared_workspace, "manifest", "verify", "--version", VERSION)
+    verify = pfbuild(shared_workspace, "manifest", "verify", "--release", VERSION)
     assert verify.returncode == 0, verify.stderr
 
 
@@ -223,5 +223,5 @@ def test_the_released_postfix_is_reproducible(
     recorded = manifest(shared_workspace)["reproducible"][target]
     assert recorded["verdict"] == "reproducible"
     assert f"postfix_{VERSION}-1+pf1~{target}_amd64.deb" in recorded["identical"]
-    verify = pfbuild(shared_workspace, "manifest", "verify", "--version", VERSION)
+    verify = pfbuild(shared_workspace, "manifest", "verify", "--release", VERSION)
     assert verify.returncode == 0, verify.stderr

@@ -16,16 +16,9 @@ from debian import deb822
 from builder import cli
 from builder.bootstrap.buildenv import ensure_chroot_tarball
 from builder.check.blhc import run_blhc
-from builder.check.hardening import (
-    NA,
-    NO,
-    UNAVAILABLE,
-    UNKNOWN,
-    YES,
-    HardeningReport,
-    check_build,
-    format_table,
-)
+from builder.check.hardening import check_build
+from builder.check.judge import NA, NO, UNAVAILABLE, UNKNOWN, YES
+from builder.check.report import HardeningReport, format_table
 from builder.core import gpg, run
 from builder.core.atomic import atomic_dir
 from builder.core.context import Context

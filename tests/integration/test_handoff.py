@@ -18,7 +18,7 @@ from builder.cli import main
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.publish import repo as publish
+from builder.publish.tree import MANIFEST_NAME, install_tree
 from builder.publish.treecheck import verify_tree
 from tests.unit.test_artifact import RECIPE, VERSION, exported
 
@@ -41,12 +41,12 @@ def tree(ctx: Context, tmp_path: Path) -> Path:
     }
     copy = tmp_path / "downloaded"
     # As upload-artifact stores it: every link replaced by the file it points to.
-    subprocess.run(["cp", "-rL", str(publish.tree_link(publisher)), str(copy)], check=True)
+    subprocess.run(["cp", "-rL", str(publisher.apt_tree), str(copy)], check=True)
     return copy
 
 
 def fingerprint(tree: Path) -> str:
-    value: str = json.loads((tree / publish.MANIFEST_NAME).read_text())["fingerprint"]
+    value: str = json.loads((tree / MANIFEST_NAME).read_text())["fingerprint"]
     return value
 
 
@@ -107,8 +107,8 @@ def test_a_link_out_of_the_tree_is_refused(tree: Path) -> None:
 def test_a_verified_tree_becomes_the_live_one(tree: Path, tmp_path: Path) -> None:
     imager = Context(workspace=prepare_workspace(tmp_path / "imager"))
     for _ in range(2):  # installing again makes a new generation and flips the link
-        live = publish.install_tree(imager, verify_tree(tree, fingerprint(tree)).path)
-        assert publish.tree_link(imager).resolve() == live
+        live = install_tree(imager, verify_tree(tree, fingerprint(tree)).path)
+        assert imager.apt_tree.resolve() == live
         assert (live / "dists" / "trixie" / "InRelease").read_bytes() == (
             tree / "dists" / "trixie" / "InRelease"
         ).read_bytes()

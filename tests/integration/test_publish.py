@@ -34,7 +34,6 @@ from builder.core.context import Context, prepare_workspace
 from builder.core.engine import docker_client
 from builder.core.gpg import verify_signature
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
-from builder.publish import repo as publish
 from builder.publish.signing import (
     SigningConfig,
     ensure_signing_key,
@@ -42,6 +41,7 @@ from builder.publish.signing import (
     gpg_cmdline,
     stop_agent,
 )
+from builder.publish.tree import KEY_FILE_NAME, inrelease_date, sources_file_name
 from tests.unit.test_publish import make_build
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ class Repo:
 
     @property
     def tree(self) -> Path:
-        return publish.tree_link(self.ctx)
+        return self.ctx.apt_tree
 
     def publish_args(self, *args: str) -> list[str]:
         return ["--workspace", str(self.ctx.workspace), "publish", "--url", self.url, *args]
@@ -80,7 +80,7 @@ class Repo:
         return self.tree / "dists" / suite / "InRelease"
 
     def date(self, suite: str) -> float:
-        date = publish.inrelease_date(self.inrelease(suite))
+        date = inrelease_date(self.inrelease(suite))
         assert date is not None
         return date
 
@@ -167,8 +167,8 @@ class AptContainer:
     def configure_from(self, repo: Repo, suite: str) -> None:
         """Use exactly the two files the publish exported."""
         self.configure(
-            (repo.tree / publish.KEY_FILE_NAME).read_bytes(),
-            (repo.tree / publish.sources_file_name(suite)).read_bytes(),
+            (repo.tree / KEY_FILE_NAME).read_bytes(),
+            (repo.tree / sources_file_name(suite)).read_bytes(),
         )
 
     def update(self) -> tuple[int, str]:
@@ -244,7 +244,7 @@ def test_apt_installs_from_the_served_repo_with_only_our_key(
         stop_agent(other, other_key)
     apt_container.configure(
         (tmp_path / "other.asc").read_bytes(),
-        (repo.tree / publish.sources_file_name(suite)).read_bytes(),
+        (repo.tree / sources_file_name(suite)).read_bytes(),
     )
     code, out = apt_container.update()
     assert code != 0, out
@@ -364,7 +364,7 @@ def test_sigkill_mid_publish_leaves_the_old_tree_serving(
     live = repo.tree.readlink()
     for dist in (TRIXIE, RESOLUTE):
         make_build(repo.ctx, dist, "2.0")
-    config = publish.aptly_config_path(repo.ctx)
+    config = repo.ctx.aptly_config
     # The real CLI in a process group of its own, so that it and its aptly can be killed.
     cmd = cli_cmdline(*repo.publish_args("hello", "2.0"))
     proc = subprocess.Popen(cmd, env=CLI_ENV, start_new_session=True, stderr=subprocess.PIPE)

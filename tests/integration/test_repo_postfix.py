@@ -18,7 +18,7 @@ import pytest
 from builder.core.context import Context
 from builder.model.distro import Distribution
 from builder.model.recipe import load_recipe
-from builder.publish import repo as publish
+from builder.publish.tree import KEY_FILE_NAME, sources_file_name
 from tests.integration.test_image import POSTFIX_VERSION, published
 from tests.integration.test_publish import AptContainer, apt_container, free_port
 
@@ -73,8 +73,8 @@ def add_files(box: AptContainer, files: dict[str, bytes]) -> None:
 def test_apt_installs_our_postfix_and_mimalloc_with_only_our_key(
     published: Context, served: str, apt_container: AptContainer, target: Distribution
 ) -> None:
-    tree = publish.tree_link(published)
-    snippet = (tree / publish.sources_file_name(target.name)).read_text()
+    tree = published.apt_tree
+    snippet = (tree / sources_file_name(target.name)).read_text()
     # The snippet names the URL given at publish time; this test serves on a free port.
     snippet = re.sub(r"(?m)^URIs: .*$", f"URIs: {served}", snippet)
     assert "Signed-By: /etc/apt/keyrings/pfbuild.asc" in snippet
@@ -83,7 +83,7 @@ def test_apt_installs_our_postfix_and_mimalloc_with_only_our_key(
     add_files(
         apt_container,
         {
-            "keyrings/pfbuild.asc": (tree / publish.KEY_FILE_NAME).read_bytes(),
+            "keyrings/pfbuild.asc": (tree / KEY_FILE_NAME).read_bytes(),
             "sources.list.d/pfbuild.sources": snippet.encode(),
         },
     )

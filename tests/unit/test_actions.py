@@ -1,11 +1,9 @@
-"""The release engine: keys chain through the graph, finished work is reused, one holder."""
+"""The release engine: keys chain through the graph, finished work is reused."""
 
 from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 
 from builder.core.digest import hash_tree
 from builder.core.errors import PfbuildError
-from builder.pipeline.actions import Action, Progress, StateStore, execute, plan, workspace_lock
+from builder.pipeline.actions import Action, Progress, StateStore, execute, plan
 
 pytestmark = pytest.mark.unit
 
@@ -103,22 +101,3 @@ def test_hash_tree_sees_content_and_names(tmp_path: Path) -> None:
     first = hash_tree(tmp_path)
     (tmp_path / "a").write_text("2")
     assert hash_tree(tmp_path) != first
-
-
-def test_second_lock_holder_is_told_who_holds_it(tmp_path: Path) -> None:
-    lock = tmp_path / "release.lock"
-    with workspace_lock(lock, "release"):
-        code = (
-            "import sys; from pathlib import Path\n"
-            "from builder.pipeline.actions import workspace_lock\n"
-            "from builder.core.errors import PfbuildError\n"
-            "try:\n"
-            f"    with workspace_lock(Path({str(lock)!r}), 'release'): pass\n"
-            "except PfbuildError as e: print(e.one_line()); sys.exit(3)\n"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=False
-        )
-    assert proc.returncode == 3
-    assert "another release is running" in proc.stdout
-    assert "pid " in proc.stdout

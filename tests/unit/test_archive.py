@@ -7,7 +7,7 @@ import pytest
 from builder.core.errors import PfbuildError
 from builder.fetch.archive import dsc_file_name, dsc_hashes, find_source, pool_directory
 from builder.model.recipe import load_recipe
-from tests.conftest import SHARED_MIRROR
+from tests.conftest import TEST_MIRROR
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +43,7 @@ def test_find_source_picks_exact_package_and_version() -> None:
 
 
 def test_dsc_hashes_of_the_real_dsc() -> None:
-    dsc = SHARED_MIRROR / "debian/pool/main/p/postfix/postfix_3.11.6-1.dsc"
+    dsc = TEST_MIRROR / "debian/pool/main/p/postfix/postfix_3.11.6-1.dsc"
     table = dsc_hashes(dsc.read_text())
     assert table["postfix_3.11.6-1.debian.tar.xz"] == (
         "f2e6282e59d43ea456c408089ef633b5e2e6a95c4dfa9e9388018698ed6e1b54",

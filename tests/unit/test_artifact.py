@@ -13,7 +13,6 @@ from builder.cli import main
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
-from builder.publish import repo as publish
 from builder.publish.artifact import (
     MANIFEST,
     export_build,
@@ -21,6 +20,7 @@ from builder.publish.artifact import (
     import_artifacts,
     verify_artifact,
 )
+from builder.publish.inputs import collect_debs
 from tests.unit.test_publish import make_build, write_verdict
 
 pytestmark = pytest.mark.unit
@@ -61,7 +61,7 @@ def rewrite(folder: Path, **changes: object) -> None:
 def test_export_describes_every_file_with_its_hash(ctx: Context) -> None:
     folder = exported(ctx)
     data = manifest(folder)
-    assert folder == ctx.workspace / "artifacts" / f"{RECIPE}_{VERSION}_trixie"
+    assert folder == ctx.artifacts_dir / f"{RECIPE}_{VERSION}_trixie"
     assert (data["recipe"], data["version"], data["target"]) == (RECIPE, VERSION, "trixie")
     assert data["check"] == {"verdict": "pass", "report": "hardening.json"}
     files = data["files"]
@@ -158,10 +158,10 @@ def test_import_makes_the_builds_this_workspaces_own(ctx: Context, tmp_path: Pat
     for dist in (TRIXIE, RESOLUTE):
         exported(ctx, dist)
     other = Context(workspace=prepare_workspace(tmp_path / "publisher"))
-    artifacts = import_artifacts(other, [ctx.workspace / "artifacts"])
+    artifacts = import_artifacts(other, [ctx.artifacts_dir])
     assert sorted(a.target for a in artifacts) == ["resolute", "trixie"]
     for dist in (TRIXIE, RESOLUTE):
-        debs = publish.collect_debs(other, dist, RECIPE, VERSION)
+        debs = collect_debs(other, dist, RECIPE, VERSION)
         assert len(debs) == 2
         result = json.loads(
             (other.build_dir(RECIPE, VERSION, dist.name) / "result.json").read_text()
@@ -175,7 +175,7 @@ def test_one_bad_artifact_imports_nothing(ctx: Context, tmp_path: Path) -> None:
     (bad / "build.log").unlink()
     other = Context(workspace=prepare_workspace(tmp_path / "publisher"))
     with pytest.raises(PfbuildError, match=re.escape("lacks build.log")):
-        import_artifacts(other, [ctx.workspace / "artifacts"])
+        import_artifacts(other, [ctx.artifacts_dir])
     assert not (other.workspace / "builds").exists()
 
 
@@ -204,6 +204,6 @@ def test_publish_from_takes_no_recipe(
 def test_publish_from_with_another_target_writes_nothing(ctx: Context, tmp_path: Path) -> None:
     exported(ctx, TRIXIE)
     other = prepare_workspace(tmp_path / "publisher")
-    args = ["--workspace", str(other), "publish", "--from", str(ctx.workspace / "artifacts")]
+    args = ["--workspace", str(other), "publish", "--from", str(ctx.artifacts_dir)]
     assert main([*args, "--target", "resolute"]) == 3
     assert not (other / "builds").exists()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from builder import cli
+from builder.commands.exits import Exit
 
 pytestmark = pytest.mark.unit
 
@@ -54,16 +56,33 @@ def test_archive_override_for_unknown_target_is_refused(
     assert "unknown target 'sid'" in capsys.readouterr().err
 
 
-def test_crash_is_exit_1_without_traceback_unless_debug(
+def test_crash_is_exit_70_without_traceback_unless_debug(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def boom(*_: object) -> list[object]:
         raise RuntimeError("kaputt")
 
     monkeypatch.setattr("builder.core.doctor.run_checks", boom)
-    assert cli.main(["--workspace", str(tmp_path), "doctor"]) == 1
+    assert cli.main(["--workspace", str(tmp_path), "doctor"]) == 70
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: kaputt" in err
     assert "Traceback" not in err
-    assert cli.main(["--workspace", str(tmp_path), "--debug", "doctor"]) == 1
+    assert cli.main(["--workspace", str(tmp_path), "--debug", "doctor"]) == 70
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_readme_and_help_carry_the_one_exit_table(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", readme, re.M))
+    assert {int(code) for code in rows} == {int(code) for code in Exit}
+    assert cli.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    for code in Exit:
+        assert re.search(rf"^  {int(code)}\s+\S", shown, re.M), code
+
+
+def test_negative_jobs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--workspace", str(tmp_path), "release", "3.11.6", "--jobs", "-1"])
+    assert code == 2
+    assert "must not be negative" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from builder.check.blhc import CompileFlags, LogEvidence
 from builder.check.elf import ElfFacts, is_elf, objdump_cmdline, parse_readelf, readelf_cmdline
-from builder.check.hardening import NA, NO, UNAVAILABLE, UNKNOWN, YES, judge_elf
+from builder.check.judge import NA, NO, UNAVAILABLE, UNKNOWN, YES, judge_elf
 from builder.model.distro import RESOLUTE, TRIXIE
 
 pytestmark = pytest.mark.unit

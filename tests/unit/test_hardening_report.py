@@ -9,30 +9,27 @@ from pathlib import Path
 import pytest
 
 from builder import cli
+from builder.check import stage
 from builder.check.blhc import parse_blhc
-from builder.check.hardening import (
-    NA,
-    NO,
-    UNAVAILABLE,
-    YES,
+from builder.check.hardening import _log_failures, deb_extract_cmdline
+from builder.check.judge import NA, NO, UNAVAILABLE, YES, Finding, validate_expected
+from builder.check.report import (
     BuildLogSummary,
     ElfReport,
-    Finding,
     HardeningReport,
+    format_table,
+    require_passed,
+    write_report,
+)
+from builder.check.targets import toolchain_notes
+from builder.check.tools import (
     LintianResult,
     LintianTag,
-    _log_failures,
-    deb_extract_cmdline,
     explain_hardening_check,
-    format_table,
     hardening_check_cmdline,
     lintian_cmdline,
     parse_hardening_check,
     parse_lintian,
-    require_passed,
-    toolchain_notes,
-    validate_expected,
-    write_report,
 )
 from builder.commands import check
 from builder.core.context import Context
@@ -217,15 +214,15 @@ def test_parse_expect() -> None:
 
 def test_recipe_expectations(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = types.SimpleNamespace(expected_hardening={"trixie": {"amd64": {"pie", "relro"}}})
-    monkeypatch.setattr(check, "load_recipe", lambda name: recipe)
-    assert check.recipe_expectations("postfix", TRIXIE) == frozenset({"pie", "relro"})
+    monkeypatch.setattr(stage, "load_recipe", lambda name: recipe)
+    assert stage.recipe_expectations("postfix", TRIXIE) == frozenset({"pie", "relro"})
     with pytest.raises(PfbuildError, match="no expected hardening for resolute/amd64"):
-        check.recipe_expectations("postfix", RESOLUTE)
+        stage.recipe_expectations("postfix", RESOLUTE)
 
 
 def test_postfix_recipe_expectations_per_target() -> None:
-    trixie = check.recipe_expectations("postfix", TRIXIE)
-    resolute = check.recipe_expectations("postfix", RESOLUTE)
+    trixie = stage.recipe_expectations("postfix", TRIXIE)
+    resolute = stage.recipe_expectations("postfix", RESOLUTE)
     # trixie cannot carry CET markers (toolchain), resolute must.
     assert "cet" not in trixie and "cet" in resolute
     assert {"fortify3", "bindnow", "stackclash"} <= trixie

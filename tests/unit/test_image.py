@@ -1,4 +1,4 @@
-"""builder/image.py without Docker: tags, labels, the build context, the published-repo checks."""
+"""builder/image/ without Docker: tags, labels, the build context, published-repo checks, stages."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.image import build as image
+from builder.image import stage
+from builder.image.proofs import Proof
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.publish import repo as publish
+from builder.publish.tree import KEY_FILE_NAME
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +47,7 @@ def make_tree(
     else:
         (binary / "Packages").write_text(index)
     (root / "dists" / suite / "InRelease").write_text(f"signed index of {suite}\n")
-    (root / publish.KEY_FILE_NAME).write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    (root / KEY_FILE_NAME).write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
     return root
 
 
@@ -184,7 +186,7 @@ def test_assemble_context(tmp_path: Path) -> None:
 
 def test_assemble_context_needs_the_public_key(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree")
-    (tree / publish.KEY_FILE_NAME).unlink()
+    (tree / KEY_FILE_NAME).unlink()
     context = tmp_path / "context"
     context.mkdir()
     with pytest.raises(PfbuildError, match=r"pfbuild\.asc is missing"):
@@ -199,7 +201,7 @@ def test_every_template_file_is_in_the_build_context_list() -> None:
 def test_build_without_a_published_repo_fails_before_docker(ctx: Context) -> None:
     config = image.ImageConfig()
     with pytest.raises(PfbuildError, match="suite trixie is not published"):
-        image.build_image(ctx, config, "debian")
+        stage.build_variant_image(ctx, config, "debian")
 
 
 def test_cli_parses_the_image_command() -> None:
@@ -259,3 +261,57 @@ def test_push_refusal_is_explained() -> None:
     with pytest.raises(PfbuildError, match=r"push of registry\.example:5000/postfix:debian failed"):
         image.push_tags(FakeClient(api), tags)  # type: ignore[arg-type]  # a fake client
     assert len(api.pushed) == 1
+
+
+PROOFS = [Proof("banner", True, "220 ok"), Proof("starttls", False, "EHLO advertises []")]
+
+
+@pytest.fixture
+def fake_proofs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool]]:
+    """prove_variant's Docker side replaced: records (tag, TLS client base, healthcheck)."""
+    calls: list[tuple[str, str, bool]] = []
+    bases: list[str] = []
+
+    def tls_client(_client: object, base: str) -> str:
+        bases.append(base)
+        return "pfbuild-tlsclient:test"
+
+    def prove(
+        _client: object, tag: str, _tls: str, *, scratch: Path, healthcheck: bool
+    ) -> list[Proof]:
+        assert scratch.is_dir()
+        calls.append((tag, bases[-1], healthcheck))
+        return PROOFS
+
+    monkeypatch.setattr(stage, "docker_client", lambda _ctx: None)
+    monkeypatch.setattr(stage, "ensure_base_image", lambda _ctx, dist: f"pfbuild-base:{dist.name}")
+    monkeypatch.setattr(stage, "ensure_tls_client_image", tls_client)
+    monkeypatch.setattr(stage, "prove_image", prove)
+    return calls
+
+
+def test_prove_variant_names_the_failed_proofs(
+    ctx: Context, fake_proofs: list[tuple[str, str, bool]]
+) -> None:
+    with pytest.raises(PfbuildError) as caught:
+        stage.prove_variant(ctx, "ubuntu", "pfbuild-postfix:ubuntu")
+    assert str(caught.value) == (
+        "1 proof(s) failed for the ubuntu image: starttls: starttls: EHLO advertises [] "
+        "(fix: run `pfbuild image --variant ubuntu --test` to see every proof)"
+    )
+    assert fake_proofs == [("pfbuild-postfix:ubuntu", "pfbuild-base:trixie", True)]
+
+
+def test_prove_variant_without_check_returns_every_proof_on_the_configured_base(
+    ctx: Context, fake_proofs: list[tuple[str, str, bool]]
+) -> None:
+    proofs = stage.prove_variant(
+        ctx,
+        "debian",
+        "pfbuild-postfix:debian",
+        base_images={"debian": "debian:trixie-slim"},
+        healthcheck=False,
+        check=False,
+    )
+    assert proofs == PROOFS
+    assert fake_proofs == [("pfbuild-postfix:debian", "debian:trixie-slim", False)]

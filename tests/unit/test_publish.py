@@ -1,11 +1,9 @@
-"""Unit tests of the publish stage: command lines, input checks, lock, dates, history, tree swap."""
+"""Unit tests of the publish stage: command lines, input checks, dates, history, tree swap, CLI."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,11 @@ from builder.cli import main
 from builder.core import run
 from builder.core.atomic import remove_path
 from builder.core.context import Context
+from builder.core.digest import sha256_file
 from builder.core.errors import PfbuildError
+from builder.core.lock import workspace_lock
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.publish import aptly, inputs, tree
 from builder.publish import repo as publish
 from builder.publish.signing import SigningConfig, ensure_signing_key, stop_agent
 
@@ -55,7 +56,7 @@ def make_deb(where: Path, package: str, version: str, arch: str, depends: str = 
 
 def write_changes(build_dir: Path, source: str, version: str, debs: list[Path]) -> Path:
     """A .changes listing `debs` with their SHA-256, the way sbuild leaves one."""
-    # Plain Deb822 to write; builder.publish.repo reads it back with deb822.Changes.
+    # Plain Deb822 to write; builder.publish.inputs reads it back with deb822.Changes.
     changes = deb822.Deb822(
         {
             "Format": "1.8",
@@ -70,7 +71,7 @@ def write_changes(build_dir: Path, source: str, version: str, debs: list[Path]) 
         }
     )
     changes["Checksums-Sha256"] = "".join(
-        f"\n {publish._sha256(d)} {d.stat().st_size} {d.name}" for d in debs
+        f"\n {sha256_file(d)} {d.stat().st_size} {d.name}" for d in debs
     )
     path = build_dir / f"{source}_{version}_amd64.changes"
     path.write_text(changes.dump())
@@ -105,7 +106,7 @@ def write_verdict(
 
 
 def test_aptly_cmdline_scrubs_source_date_epoch() -> None:
-    assert publish.aptly_cmdline(CONF, "repo", "list") == [
+    assert aptly.aptly_cmdline(CONF, "repo", "list") == [
         "env",
         "-u",
         "SOURCE_DATE_EPOCH",
@@ -117,7 +118,7 @@ def test_aptly_cmdline_scrubs_source_date_epoch() -> None:
 
 
 def test_publish_snapshot_cmdline_signs_by_hash_for_both_architectures() -> None:
-    cmd = publish.publish_snapshot_cmdline(CONF, "pfbuild-trixie-1", "trixie", FPR)
+    cmd = aptly.publish_snapshot_cmdline(CONF, "pfbuild-trixie-1", "trixie", FPR)
     assert cmd[5:] == [
         "publish",
         "snapshot",
@@ -135,7 +136,7 @@ def test_publish_snapshot_cmdline_signs_by_hash_for_both_architectures() -> None
 
 
 def test_publish_switch_cmdline() -> None:
-    cmd = publish.publish_switch_cmdline(CONF, "resolute", "pfbuild-resolute-2", FPR)
+    cmd = aptly.publish_switch_cmdline(CONF, "resolute", "pfbuild-resolute-2", FPR)
     assert cmd[5:] == [
         "publish",
         "switch",
@@ -149,7 +150,7 @@ def test_publish_switch_cmdline() -> None:
 
 
 def test_repo_commands_use_one_repo_per_target() -> None:
-    create = publish.repo_create_cmdline(CONF, RESOLUTE)
+    create = aptly.repo_create_cmdline(CONF, RESOLUTE)
     assert create[5:] == [
         "repo",
         "create",
@@ -157,14 +158,14 @@ def test_repo_commands_use_one_repo_per_target() -> None:
         "-component=main",
         "pfbuild-resolute",
     ]
-    add = publish.repo_add_cmdline(CONF, TRIXIE, [Path("/b/a.deb")])
+    add = aptly.repo_add_cmdline(CONF, TRIXIE, [Path("/b/a.deb")])
     assert add[5:] == ["repo", "add", "pfbuild-trixie", "/b/a.deb"]
-    snap = publish.snapshot_create_cmdline(CONF, "s1", TRIXIE)
+    snap = aptly.snapshot_create_cmdline(CONF, "s1", TRIXIE)
     assert snap[5:] == ["snapshot", "create", "s1", "from", "repo", "pfbuild-trixie"]
 
 
 def test_aptly_config_keeps_everything_in_the_workspace(ctx: Context) -> None:
-    path = publish.write_aptly_config(ctx)
+    path = aptly.write_aptly_config(ctx)
     config = json.loads(path.read_text())
     assert path.parent == ctx.aptly_dir
     assert Path(config["rootDir"]).is_relative_to(ctx.workspace)
@@ -173,7 +174,7 @@ def test_aptly_config_keeps_everything_in_the_workspace(ctx: Context) -> None:
 
 
 def test_sources_snippet_is_deb822_with_signed_by() -> None:
-    text = publish.sources_snippet("http://127.0.0.1:9000", "trixie")
+    text = tree.sources_snippet("http://127.0.0.1:9000", "trixie")
     stanza = deb822.Deb822(line for line in text.splitlines() if not line.startswith("#"))
     assert dict(stanza) == {
         "Types": "deb",
@@ -191,9 +192,9 @@ def test_options_refuse_a_url_apt_cannot_use() -> None:
 
 def test_new_snapshot_name_is_unique_and_time_ordered() -> None:
     now = 1795600000.0
-    first = publish.new_snapshot_name(TRIXIE, set(), now)
+    first = aptly.new_snapshot_name(TRIXIE, set(), now)
     assert first == "pfbuild-trixie-20261125T094640Z"
-    assert publish.new_snapshot_name(TRIXIE, {first}, now) == first + "-2"
+    assert aptly.new_snapshot_name(TRIXIE, {first}, now) == first + "-2"
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -201,13 +202,13 @@ def test_new_snapshot_name_is_unique_and_time_ordered() -> None:
 
 def test_checked_debs_accepts_a_build_its_changes_vouches_for(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
-    debs = publish.checked_debs(build_dir)
+    debs = inputs.checked_debs(build_dir)
     assert [d.name for d in debs] == [
         "pfbuild-data_1.0-1+pf1~trixie_all.deb",
         "pfbuild-hello_1.0-1+pf1~trixie_amd64.deb",
     ]
-    assert publish.collect_debs(ctx, TRIXIE, "hello", "1.0") == debs
-    assert publish.collect_debs(ctx, TRIXIE, None, None) == debs
+    assert inputs.collect_debs(ctx, TRIXIE, "hello", "1.0") == debs
+    assert inputs.collect_debs(ctx, TRIXIE, None, None) == debs
 
 
 def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
@@ -215,14 +216,14 @@ def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
     deb = next(build_dir.glob("pfbuild-data_*.deb"))
     deb.write_bytes(deb.read_bytes() + b"x")
     with pytest.raises(PfbuildError, match="does not match the SHA-256"):
-        publish.checked_debs(build_dir)
+        inputs.checked_debs(build_dir)
 
 
 def test_checked_debs_refuses_a_stray_deb(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     make_deb(build_dir, "stray", "1.0-1+pf1~trixie", "all")
     with pytest.raises(PfbuildError, match=r"not listed in any \.changes"):
-        publish.checked_debs(build_dir)
+        inputs.checked_debs(build_dir)
 
 
 def test_checked_debs_needs_a_changes_file(ctx: Context) -> None:
@@ -230,77 +231,36 @@ def test_checked_debs_needs_a_changes_file(ctx: Context) -> None:
     for changes in build_dir.glob("*.changes"):
         changes.unlink()
     with pytest.raises(PfbuildError, match=r"no \.changes file"):
-        publish.checked_debs(build_dir)
+        inputs.checked_debs(build_dir)
 
 
 def test_a_deb_without_the_target_suffix_is_refused(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
-    info = publish.deb_info(next(build_dir.glob("pfbuild-hello_*.deb")))
+    info = inputs.deb_info(next(build_dir.glob("pfbuild-hello_*.deb")))
     assert (info.package, info.version, info.architecture) == (
         "pfbuild-hello",
         "1.0-1+pf1~trixie",
         "amd64",
     )
-    publish.check_deb_for_target(info, TRIXIE)
+    inputs.check_deb_for_target(info, TRIXIE)
     with pytest.raises(PfbuildError, match="not ending in ~resolute"):
-        publish.check_deb_for_target(info, RESOLUTE)
+        inputs.check_deb_for_target(info, RESOLUTE)
 
 
 def test_an_unchecked_or_failed_build_is_refused(ctx: Context) -> None:
     make_build(ctx, TRIXIE, "1.0")
     write_verdict(ctx, TRIXIE, "1.0", "hello", "fail")
     with pytest.raises(PfbuildError, match="failed its check"):
-        publish.collect_debs(ctx, TRIXIE, "hello", "1.0")
+        inputs.collect_debs(ctx, TRIXIE, "hello", "1.0")
     (ctx.report_dir("hello", "1.0", "trixie") / "hardening.json").unlink()
     with pytest.raises(PfbuildError, match="has not been checked"):
-        publish.collect_debs(ctx, TRIXIE, None, None)
-    assert len(publish.collect_debs(ctx, TRIXIE, None, None, allow_unchecked=True)) == 2
+        inputs.collect_debs(ctx, TRIXIE, None, None)
+    assert len(inputs.collect_debs(ctx, TRIXIE, None, None, allow_unchecked=True)) == 2
 
 
 def test_a_missing_named_build_is_a_clear_error(ctx: Context) -> None:
     with pytest.raises(PfbuildError, match=r"no resolute build of hello 9\.9"):
-        publish.collect_debs(ctx, RESOLUTE, "hello", "9.9")
-
-
-# ---- lock -------------------------------------------------------------------------------------
-
-
-def test_a_second_publisher_fails_naming_the_holder(tmp_path: Path) -> None:
-    lock = tmp_path / "publish.lock"
-    naps: list[float] = []
-    # flock conflicts between two open file descriptions, even in one process.
-    with (
-        publish.publish_lock(lock, 10),
-        pytest.raises(PfbuildError, match=rf"pid {os.getpid()}\) holds"),
-        publish.publish_lock(lock, 0.3, sleep=naps.append),
-    ):
-        pass
-    assert naps, "the second publisher should have waited before giving up"
-    with publish.publish_lock(lock, 0):
-        assert lock.read_text().strip() == str(os.getpid())
-
-
-def test_a_second_publisher_waits_for_the_first(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    lock = tmp_path / "publish.lock"
-    caplog.set_level("INFO", logger="pfbuild")
-    released = threading.Event()
-    holding = threading.Event()
-
-    def first() -> None:
-        with publish.publish_lock(lock, 0):
-            holding.set()
-            time.sleep(0.3)
-        released.set()
-
-    thread = threading.Thread(target=first)
-    thread.start()
-    holding.wait(5)
-    with publish.publish_lock(lock, 10):
-        assert released.is_set()
-    thread.join()
-    assert "waiting for the publish lock held by pid" in caplog.text
+        inputs.collect_debs(ctx, RESOLUTE, "hello", "9.9")
 
 
 # ---- dates ------------------------------------------------------------------------------------
@@ -309,8 +269,8 @@ def test_a_second_publisher_waits_for_the_first(
 def test_inrelease_date_is_read(tmp_path: Path) -> None:
     release = tmp_path / "InRelease"
     release.write_text("Origin: pfbuild\nDate: Wed, 25 Nov 2026 11:31:30 UTC\nSuite: trixie\n")
-    assert publish.inrelease_date(release) == 1795606290.0
-    assert publish.inrelease_date(tmp_path / "missing") is None
+    assert tree.inrelease_date(release) == 1795606290.0
+    assert tree.inrelease_date(tmp_path / "missing") is None
 
 
 class FakeClock:
@@ -381,7 +341,7 @@ def test_copy_published_tree_links_pool_copies_indexes_and_relativises_links(
 ) -> None:
     public = _fake_public(tmp_path, "one")
     dest = tmp_path / "copy"
-    publish.copy_published_tree(public, dest)
+    tree.copy_published_tree(public, dest)
     pool_file = Path("pool/main/p/pkg/pkg_1_all.deb")
     assert (dest / pool_file).stat().st_ino == (public / pool_file).stat().st_ino
     index = Path("dists/trixie/main/binary-all/Packages")
@@ -395,15 +355,15 @@ def test_copy_published_tree_refuses_links_leaving_the_tree(tmp_path: Path) -> N
     public = _fake_public(tmp_path, "one")
     (public / "dists" / "escape").symlink_to("/etc/passwd")
     with pytest.raises(PfbuildError, match="links outside the published tree"):
-        publish.copy_published_tree(public, tmp_path / "copy")
+        tree.copy_published_tree(public, tmp_path / "copy")
 
 
 def test_carry_over_keeps_the_previous_indexes_by_hash(tmp_path: Path) -> None:
     old = tmp_path / "old"
-    publish.copy_published_tree(_fake_public(tmp_path / "a", "one"), old)
+    tree.copy_published_tree(_fake_public(tmp_path / "a", "one"), old)
     new = tmp_path / "new"
-    publish.copy_published_tree(_fake_public(tmp_path / "b", "two"), new)
-    publish.carry_over_by_hash(old, new)
+    tree.copy_published_tree(_fake_public(tmp_path / "b", "two"), new)
+    tree.carry_over_by_hash(old, new)
     by_hash = new / "dists/trixie/main/binary-all/by-hash/SHA256"
     assert sorted(p.read_text() for p in by_hash.iterdir() if not p.is_symlink()) == [
         "one",
@@ -415,33 +375,31 @@ def test_carry_over_keeps_the_previous_indexes_by_hash(tmp_path: Path) -> None:
 def test_refresh_tree_flips_generations_and_keeps_two(ctx: Context) -> None:
     key = ensure_signing_key(ctx, SigningConfig())
     try:
-        public = publish.aptly_public_dir(ctx)
+        public = aptly.aptly_public_dir(ctx)
         seen = []
         for n in range(1, 5):
             remove_path(public)
             _fake_public(public.parent, f"gen{n}")
-            live, changed = publish.refresh_tree(
-                ctx, key, "http://127.0.0.1:1/", {"trixie": f"s{n}"}
-            )
+            live, changed = tree.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": f"s{n}"})
             assert changed
             seen.append(live.name)
-            link = publish.tree_link(ctx)
+            link = ctx.apt_tree
             assert link.is_symlink() and link.readlink() == Path(live.name)
             assert (link / "dists/trixie/InRelease").read_text() == f"Date: gen{n}\n"
             assert "PUBLIC KEY" in (link / "pfbuild.asc").read_text()
             assert "Suites: trixie" in (link / "pfbuild-trixie.sources").read_text()
         assert seen == ["apt.1", "apt.2", "apt.3", "apt.4"]
         assert sorted(p.name for p in ctx.dist_dir.iterdir()) == ["apt", "apt.3", "apt.4"]
-        again, changed = publish.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": "s4"})
+        again, changed = tree.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": "s4"})
         assert (again.name, changed) == ("apt.4", False)
     finally:
         stop_agent(ctx, key)
 
 
 def test_a_real_directory_in_place_of_the_link_is_refused(ctx: Context) -> None:
-    publish.tree_link(ctx).mkdir(parents=True)
+    ctx.apt_tree.mkdir(parents=True)
     with pytest.raises(PfbuildError, match="is not a symlink"):
-        publish.live_generation(ctx)
+        tree.live_generation(ctx)
 
 
 # ---- command line -----------------------------------------------------------------------------
@@ -459,12 +417,14 @@ def test_cli_fails_clearly_while_another_publisher_holds_the_lock(
     ctx: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_build(ctx, TRIXIE, "1.0")
-    with publish.publish_lock(publish.lock_path(ctx), 0):
+    with workspace_lock(ctx.publish_lock, "publish"):
         argv = ["--workspace", str(ctx.workspace), "publish", "--lock-timeout", "0.2"]
         assert main(argv) == 3
     err = capsys.readouterr().err
-    assert f"another pfbuild publish (pid {os.getpid()}) holds" in err
-    assert not publish.tree_link(ctx).exists()
+    assert f"another publish is running on this workspace: lock {ctx.publish_lock}" in err
+    assert f"held by pid {os.getpid()} on " in err
+    assert "waited 0.2 s (fix: wait for it to finish, or raise --lock-timeout)" in err
+    assert not ctx.apt_tree.exists()
 
 
 def test_cli_rollback_of_an_unpublished_suite_is_refused(
@@ -477,4 +437,4 @@ def test_cli_rollback_of_an_unpublished_suite_is_refused(
 def test_cli_with_nothing_built_says_so(ctx: Context, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workspace", str(ctx.workspace), "publish"]) == 3
     assert "nothing to publish" in capsys.readouterr().err
-    assert not publish.tree_link(ctx).exists()
+    assert not ctx.apt_tree.exists()

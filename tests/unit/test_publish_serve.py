@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.core.errors import PfbuildError
-from builder.publish.repo import flip_link
 from builder.publish.serve import make_server, running_server, server_url
+from builder.publish.tree import flip_link
 
 pytestmark = pytest.mark.unit
 

@@ -13,29 +13,29 @@ from typing import Any
 import pytest
 
 from builder import cli
-from builder.build import reproducible
-from builder.build.reproducible import (
+from builder.build import compare, reproducible
+from builder.build.buildlog import BuildFacts, describe_variations, parse_build_log
+from builder.build.compare import (
+    DebComparison,
+    compare_debs,
+    differing_members,
+    diffoscope_cmdline,
+    not_compared,
+)
+from builder.build.record import Verification, merge_into_manifest, verdict_of
+from builder.build.reproducible import verify_reproducible
+from builder.build.sbuild import BuildResult, SbuildVariant, sbuild_cmdline
+from builder.build.variation import (
     B_BUILD_PATH,
     B_HOME,
     B_TZ,
     B_UID,
     B_USER,
-    BuildFacts,
-    DebComparison,
     b_jobs,
-    compare_debs,
-    describe_variations,
-    differing_members,
-    diffoscope_cmdline,
-    merge_into_manifest,
-    not_compared,
-    parse_build_log,
     rules_wrapper,
     sbuild_config,
     variant_args,
-    verify_reproducible,
 )
-from builder.build.sbuild import BuildResult, SbuildVariant, sbuild_cmdline
 from builder.commands import verify_reproducible as command
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
@@ -335,12 +335,21 @@ def _dsc(tmp_path: Path) -> Path:
     return dsc
 
 
-def test_identical_builds_are_reproducible_and_recorded(
-    own_ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(reproducible, "diffoscope_path", lambda: None)
-    builds = FakeBuilds({"demo_1.0_amd64.deb": "one", "demo-doc_1.0_all.deb": "doc"})
-    result = verify_reproducible(own_ctx, "demo", "1.0", _dsc(tmp_path), TRIXIE, build=builds)
+def _verify(ctx: Context, tmp_path: Path, b_deb: str) -> tuple[Verification, FakeBuilds]:
+    """verify-reproducible with fake builds; B's demo .deb holds `b_deb` (A's holds "one")."""
+    builds = FakeBuilds({"demo_1.0_amd64.deb": b_deb, "demo-doc_1.0_all.deb": "doc"})
+    return verify_reproducible(ctx, "demo", "1.0", _dsc(tmp_path), TRIXIE, build=builds), builds
+
+
+@pytest.fixture
+def no_diffoscope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a host without diffoscope."""
+    monkeypatch.setattr(compare, "diffoscope_path", lambda: None)
+
+
+@pytest.mark.usefixtures("no_diffoscope")
+def test_identical_builds_are_reproducible_and_recorded(own_ctx: Context, tmp_path: Path) -> None:
+    result, builds = _verify(own_ctx, tmp_path, "one")
     assert result.verdict == "reproducible" and result.manifest is None
     assert builds.variants[0] is None and builds.variants[1] is not None
     assert "$build_user = 'rebuilder';" in builds.config_text
@@ -351,19 +360,18 @@ def test_identical_builds_are_reproducible_and_recorded(
     assert data["dsc"]["name"] == "demo_1.0.dsc" and len(data["dsc"]["sha256"]) == 64
     assert {v["name"] for v in data["variations"] if v["applied"]} == ALL_VARIATIONS
     assert all(d["a_sha256"] == d["b_sha256"] for d in data["debs"])
-    assert data["build_b"]["dir"] == str(reproducible.scratch_dir(own_ctx, "demo", "1.0", "trixie"))
+    b_dir = reproducible.scratch_dir(own_ctx, "demo", "1.0", "trixie")
+    assert data["build_b"]["dir"] == str(b_dir)
+    assert b_dir == own_ctx.workspace / "reproducible" / "demo" / "1.0" / "trixie" / "b"
     assert data["not_compared"][0]["file"] == "demo_1.0_amd64.buildinfo"
     assert not (own_ctx.workspace / "manifests").exists()
     # B's variation files were staged for the build only.
     assert not list((tmp_path / "stage").glob("variation-*"))
 
 
-def test_a_difference_without_diffoscope_says_so(
-    own_ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(reproducible, "diffoscope_path", lambda: None)
-    builds = FakeBuilds({"demo_1.0_amd64.deb": "two", "demo-doc_1.0_all.deb": "doc"})
-    result = verify_reproducible(own_ctx, "demo", "1.0", _dsc(tmp_path), TRIXIE, build=builds)
+@pytest.mark.usefixtures("no_diffoscope")
+def test_a_difference_without_diffoscope_says_so(own_ctx: Context, tmp_path: Path) -> None:
+    result, _builds = _verify(own_ctx, tmp_path, "two")
     assert result.verdict == "unreproducible"
     assert result.no_diffoscope is not None and "not installed" in result.no_diffoscope
     data = json.loads(result.report.read_text())
@@ -399,8 +407,7 @@ def test_differences_get_a_diffoscope_report_and_the_manifest_an_entry(
     stale = own_ctx.report_dir("demo", "1.0", "trixie") / "reproducible" / "old.txt"
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier run")
-    builds = FakeBuilds({"demo_1.0_amd64.deb": "two", "demo-doc_1.0_all.deb": "doc"})
-    result = verify_reproducible(own_ctx, "demo", "1.0", _dsc(tmp_path), TRIXIE, build=builds)
+    result, _builds = _verify(own_ctx, tmp_path, "two")
 
     finding = result.findings["demo_1.0_amd64.deb"]
     assert finding["status"] == "differences" and finding["members"] == ["./usr/bin/demo"]
@@ -458,8 +465,8 @@ def test_exit_status_follows_the_verdict(
     def fake(ctx: Context, recipe: str, version: str, dsc: Path, dist: Distribution) -> Any:
         pair = DebComparison("demo_1.0_amd64.deb", "a" * 64, ("a" if same else "b") * 64)
         record = {"variations": [{"name": "umask", "applied": True}]}
-        return reproducible.Verification(
-            dist.name, reproducible.verdict_of([pair]), (pair,), {}, None,
+        return Verification(
+            dist.name, verdict_of([pair]), (pair,), {}, None,
             tmp_path / "r.json", None, record,
         )  # fmt: skip
 
@@ -472,7 +479,7 @@ def test_exit_status_follows_the_verdict(
         capsys.readouterr().out
     )
     same = False
-    assert cli.main(args) == 1
+    assert cli.main(args) == 11
     out = capsys.readouterr().out
     assert "different   demo_1.0_amd64.deb" in out and "unreproducible: 0 of 1" in out
 

@@ -1,13 +1,19 @@
-"""sbuild command lines and build-dependency resolution, compared as data."""
+"""sbuild and build-deps chroot command lines and build-dependency resolution, as data."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from builder.build.sbuild import build_depends, deps_chroot_cmdline, sbuild_cmdline
+from builder.build import stage
+from builder.build.depschroot import build_depends, deps_chroot_cmdline
+from builder.build.sbuild import BuildResult, sbuild_cmdline
+from builder.core.context import Context
 from builder.model.distro import TRIXIE
+from builder.model.recipe import load_recipe
+from builder.pipeline.runners import build_runner
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +59,30 @@ def test_deps_chroot_installs_build_deps_with_apt_satisfy(tmp_path: Path) -> Non
     assert "apt-get satisfy" in hook and "'a (>= 1), b | c'" in hook
     assert "--skip=cleanup/apt/lists" in cmd
     assert cmd[-3:] == ["trixie", str(tmp_path / "o.tar"), TRIXIE.archive_url]
+
+
+def test_the_build_command_and_the_release_runner_share_one_stage_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = Context(workspace=tmp_path / "ws")
+    calls: list[tuple[Path, int]] = []
+
+    def fake_build(*args: Any, jobs: int = 0) -> BuildResult:
+        _ctx, _recipe, _dsc, dist, out_dir = args
+        calls.append((out_dir, jobs))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "postfix_1_amd64.deb").write_text("deb")
+        (out_dir / "build.log").write_text("log")
+        return BuildResult(dist.name, out_dir, "k", ("postfix_1_amd64.deb",), False)
+
+    monkeypatch.setattr(stage, "build_package", fake_build)
+    dsc = tmp_path / "postfix_3.11.6-1.dsc"
+    (built,) = stage.build_targets(ctx, "postfix", "3.11.6", [TRIXIE], lambda _dist: dsc)
+    run_build = build_runner(ctx, load_recipe("postfix"), "3.11.6", TRIXIE, 3)
+    outputs = run_build({"source postfix 3.11.6 trixie": {"dsc": str(dsc)}})
+    out = ctx.build_dir("postfix", "3.11.6", "trixie")
+    assert built.out_dir == out
+    assert [c[0] for c in calls] == [out, out] and calls[1][1] == 3
+    assert outputs["dir"] == str(out) and outputs["log"] == str(out / "build.log")
+    assert [f["path"] for f in outputs["files"]] == [str(out / "postfix_1_amd64.deb")]
+    assert len(outputs["files"][0]["sha256"]) == 64

@@ -28,7 +28,6 @@ from builder.pipeline.updates import (
     release_of,
     sources_versions,
 )
-from builder.publish import repo as publish
 from tests.fixtures.sources import make_test_key
 
 pytestmark = pytest.mark.unit
@@ -111,13 +110,13 @@ def test_newer_release_exits_0_and_prints_it(
     assert "newer than the published 3.11.6" in out
 
 
-def test_same_release_exits_1(
+def test_same_release_exits_10(
     mirror: str, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _publish_manifest(workspace, "3.11.6")
     code = _check(workspace, "--listing-url", f"{mirror}/same/", "--no-fallback")
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 10
     assert "3.11.6" in captured.out
     assert "not newer" in captured.out
     assert "error" not in captured.err
@@ -133,7 +132,7 @@ def test_nothing_published_counts_as_newer(
 def test_json_shape(mirror: str, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _publish_manifest(workspace, "3.11.7")
     code = _check(workspace, "--listing-url", f"{mirror}/new/", "--no-fallback", "--json")
-    assert code == 1
+    assert code == 10
     assert json.loads(capsys.readouterr().out) == {
         "recipe": "postfix",
         "series": "3.11",
@@ -242,7 +241,7 @@ def test_release_of_debian_versions() -> None:
 
 
 def test_last_published_reads_the_published_tree(ctx: Context) -> None:
-    base = publish.tree_link(ctx) / "dists" / "trixie" / "main" / "binary-amd64"
+    base = ctx.apt_tree / "dists" / "trixie" / "main" / "binary-amd64"
     base.mkdir(parents=True)
     (base / "Packages").write_text(
         "Package: postfix\nVersion: 3.11.7-1+pf1~trixie\nArchitecture: amd64\n\n"

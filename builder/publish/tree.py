@@ -1,0 +1,228 @@
+"""The served tree: generations of aptly's publish, swapped into place with one rename.
+
+aptly renames its new index files into place one by one and then deletes pool files no snapshot
+needs: no single atomic step, so clients never read aptly's tree. After aptly finishes, the whole
+tree is copied (pool files hard-linked) into a new generation `dist/apt.<n>` and the symlink
+`dist/apt` (ctx.apt_tree) is flipped to it with one rename: a client sees the old tree or the new
+one, never a half-written suite. A killed run leaves the old link in place.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.core.atomic import remove_path, write_text
+from builder.core.context import Context
+from builder.core.errors import PfbuildError
+from builder.publish.aptly import COMPONENT, aptly_public_dir
+from builder.publish.signing import SigningKey, export_public_key
+
+log = logging.getLogger("pfbuild")
+
+KEY_FILE_NAME = "pfbuild.asc"
+KEY_INSTALL_PATH = "/etc/apt/keyrings/pfbuild.asc"
+MANIFEST_NAME = "pfbuild-publish.json"
+# The live generation and the one before it: a client that read the old InRelease a moment
+# before the flip can still fetch the indexes it names.
+KEEP_GENERATIONS = 2
+
+
+# ---- what the tree carries --------------------------------------------------------------------
+
+
+def sources_snippet(url: str, suite: str, signed_by: str = KEY_INSTALL_PATH) -> str:
+    """A deb822 .sources stanza for one suite of the repository."""
+    base = url if url.endswith("/") else url + "/"
+    return (
+        f"# pfbuild repository, suite {suite}. Install the key from {base}{KEY_FILE_NAME}\n"
+        f"# as {signed_by}, this file in /etc/apt/sources.list.d/.\n"
+        "Types: deb\n"
+        f"URIs: {base}\n"
+        f"Suites: {suite}\n"
+        f"Components: {COMPONENT}\n"
+        f"Signed-By: {signed_by}\n"
+    )
+
+
+def sources_file_name(suite: str) -> str:
+    """The exported snippet of one suite."""
+    return f"pfbuild-{suite}.sources"
+
+
+def inrelease_date(path: Path) -> float | None:
+    """The Date of an InRelease or Release file, as a Unix time; None if there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"^Date: (.+)$", text, re.MULTILINE)
+    if not match:
+        return None
+    return email.utils.parsedate_to_datetime(match.group(1).strip()).timestamp()
+
+
+# ---- copying aptly's tree ---------------------------------------------------------------------
+
+
+def copy_published_tree(public: Path, dest: Path) -> None:
+    """Copy aptly's public tree: pool files hard-linked, indexes copied, links made relative."""
+    public_abs = os.path.normpath(public)
+    for root, dirs, files in os.walk(public):
+        rel_root = Path(root).relative_to(public)
+        (dest / rel_root).mkdir(parents=True, exist_ok=True)
+        for name in dirs + files:
+            src = Path(root) / name
+            dst = dest / rel_root / name
+            if src.is_symlink():
+                # aptly's by-hash links are absolute paths into its own tree.
+                target = os.path.normpath(src.parent / src.readlink())
+                if not target.startswith(public_abs + os.sep):
+                    raise PfbuildError(f"{src} links outside the published tree, to {target}")
+                dst.symlink_to(os.path.relpath(target, src.parent))
+            elif name in files:
+                if rel_root.parts[:1] == ("pool",):
+                    os.link(src, dst)  # aptly never rewrites a pool file in place
+                else:
+                    shutil.copy2(src, dst)
+
+
+def carry_over_by_hash(old: Path, new: Path) -> None:
+    """Keep the previous generation's current indexes reachable by hash in the new one."""
+    # A client that read the old InRelease just before the flip then asks for its indexes.
+    for by_hash in old.glob("dists/**/by-hash"):
+        for link in by_hash.glob("*/*"):
+            if not link.is_symlink() or not link.is_file():
+                continue
+            target = link.resolve()
+            dst = new / target.relative_to(old.resolve())
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(target, dst)
+
+
+# ---- generations ------------------------------------------------------------------------------
+
+
+def live_generation(ctx: Context) -> Path | None:
+    """The generation directory `dist/apt` points to, if any."""
+    link = ctx.apt_tree
+    if link.is_symlink():
+        target = link.parent / link.readlink()
+        return target if target.is_dir() else None
+    if link.exists():
+        raise PfbuildError(
+            f"{link} is not a symlink",
+            "pfbuild swaps the published tree by flipping that symlink",
+            f"move {link} away; pfbuild recreates it",
+        )
+    return None
+
+
+def _generation_number(ctx: Context, path: Path) -> int | None:
+    match = re.fullmatch(rf"{re.escape(ctx.apt_tree.name)}\.(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def _generations(ctx: Context) -> list[Path]:
+    """The generation directories beside the link, oldest first."""
+    numbered = [
+        (number, path)
+        for path in ctx.apt_tree.parent.glob(f"{ctx.apt_tree.name}.*")
+        if (number := _generation_number(ctx, path)) is not None
+    ]
+    return [path for _number, path in sorted(numbered)]
+
+
+def _next_generation(ctx: Context) -> Path:
+    """The directory of a new generation: numbered one past the newest there is."""
+    generations = _generations(ctx)
+    number = (_generation_number(ctx, generations[-1]) or 0) + 1 if generations else 1
+    return ctx.apt_tree.with_name(f"{ctx.apt_tree.name}.{number}")
+
+
+def flip_link(link: Path, target_name: str) -> None:
+    """Point `link` at `target_name` (a sibling) with one rename."""
+    tmp = link.with_name(f".{link.name}.link-{os.getpid()}")
+    remove_path(tmp)
+    tmp.symlink_to(target_name)
+    os.replace(tmp, link)
+
+
+def clean_leftovers(ctx: Context) -> None:
+    """Remove the half-made generations and links of runs that were killed."""
+    for leftover in ctx.apt_tree.parent.glob(f".{ctx.apt_tree.name}*"):
+        remove_path(leftover)
+
+
+def _remove_old_generations(ctx: Context, live: Path) -> None:
+    generations = _generations(ctx)
+    keep = {live.name, *(g.name for g in generations[-KEEP_GENERATIONS:])}
+    for generation in generations:
+        if generation.name not in keep:
+            remove_path(generation)
+
+
+def _add_generation(ctx: Context, fill: Callable[[Path], None]) -> Path:
+    """Fill a new generation out of sight, flip `dist/apt` to it, drop old ones; return it."""
+    final = _next_generation(ctx)
+    tmp = final.with_name(f".{final.name}.tmp")
+    remove_path(tmp)
+    try:
+        fill(tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, final)
+    finally:
+        remove_path(tmp)
+    flip_link(ctx.apt_tree, final.name)
+    _remove_old_generations(ctx, final)
+    return final
+
+
+# ---- the two ways a tree goes live ------------------------------------------------------------
+
+
+def refresh_tree(
+    ctx: Context, key: SigningKey, url: str, published: dict[str, str]
+) -> tuple[Path, bool]:
+    """Make `dist/apt` show aptly's current publish; return the live tree, changed?"""
+    manifest = {"fingerprint": key.fingerprint, "suites": published, "url": url}
+    live = live_generation(ctx)
+    if live is not None:
+        try:
+            if json.loads((live / MANIFEST_NAME).read_text()) == manifest:
+                return live, False
+        except (OSError, ValueError):
+            pass
+
+    def fill(tmp: Path) -> None:
+        copy_published_tree(aptly_public_dir(ctx), tmp)
+        if live is not None:
+            carry_over_by_hash(live, tmp)
+        export_public_key(key, tmp / KEY_FILE_NAME)
+        for suite in sorted(published):
+            write_text(tmp / sources_file_name(suite), sources_snippet(url, suite))
+        write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    final = _add_generation(ctx, fill)
+    log.info("published tree %s -> %s", ctx.apt_tree, final.name)
+    return final, True
+
+
+def install_tree(ctx: Context, source: Path) -> Path:
+    """Make a (verified) tree published elsewhere the live `dist/apt` of this workspace."""
+    clean_leftovers(ctx)
+    live = live_generation(ctx)
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(source, tmp, symlinks=True)
+
+    final = _add_generation(ctx, fill)
+    log.info("installed the tree from %s as %s (was %s)", source, final.name, live)
+    return final
