@@ -8,6 +8,7 @@ from pathlib import Path
 from builder.build.stage import build_targets
 from builder.commands.common import (
     add_jobs_argument,
+    add_recipe_arguments,
     add_target_argument,
     positive_int,
     selected_targets,
@@ -26,8 +27,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe name, e.g. postfix")
-    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+    add_recipe_arguments(parser)
     add_target_argument(parser)
     add_jobs_argument(parser)
     parser.add_argument(

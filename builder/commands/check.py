@@ -7,7 +7,7 @@ import argparse
 from builder.check.judge import PROPERTIES
 from builder.check.report import REPORT_JSON, REPORT_TEXT, format_table, require_passed
 from builder.check.stage import check_target
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import add_recipe_arguments, add_target_argument, selected_targets
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.publish.artifact import export_build, has_result
@@ -17,8 +17,7 @@ HELP = "write the hardening report of built packages and fail on missing expecte
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="the recipe name (for example postfix)")
-    parser.add_argument("version", help="the upstream version that was built")
+    add_recipe_arguments(parser)
     add_target_argument(parser)
     parser.add_argument(
         "--expect", metavar="PROPS",

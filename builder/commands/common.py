@@ -39,6 +39,12 @@ def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """`RECIPE VERSION`, as every per-recipe stage command takes them."""
+    parser.add_argument("recipe", help="recipe name, e.g. postfix or mimalloc-secure")
+    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+
+
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
     """`--target T` (repeatable); none means every target."""
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from builder.commands.common import add_recipe_arguments
 from builder.core.context import Context
 from builder.fetch.sources import describe, fetch
 from builder.model.recipe import load_recipe
@@ -13,8 +14,7 @@ HELP = "download and verify a recipe's sources into the content-addressed cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe name, e.g. postfix or mimalloc-secure")
-    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+    add_recipe_arguments(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import add_recipe_arguments, add_target_argument, selected_targets
 from builder.core.context import Context
 from builder.model.recipe import load_recipe
 from builder.source.package import prepare_source, summary
@@ -14,8 +14,7 @@ HELP = "prepare the source package (.dsc, .debian.tar.xz, orig) per target with 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe name, e.g. postfix")
-    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+    add_recipe_arguments(parser)
     add_target_argument(parser)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from builder.build.record import Verification
 from builder.build.reproducible import verify_reproducible
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import add_recipe_arguments, add_target_argument, selected_targets
 from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
@@ -24,8 +24,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe name, e.g. postfix")
-    parser.add_argument("version", help="upstream version, e.g. 3.11.6")
+    add_recipe_arguments(parser)
     add_target_argument(parser)
     parser.add_argument(
         "--dsc",

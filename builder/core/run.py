@@ -9,7 +9,7 @@ import shlex
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.core.errors import CommandError, PfbuildError
 
@@ -186,17 +186,9 @@ def run_in_image(
     return proc
 
 
-def output(
-    cmd: Sequence[Arg],
-    *,
-    user: str | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float | None = None,
-) -> str:
-    """Run `cmd` and return its standard output as text."""
-    proc = run(cmd, user=user, env=env, cwd=cwd, timeout=timeout)
-    return proc.stdout.decode(errors="replace")
+def output(cmd: Sequence[Arg], **options: Any) -> str:
+    """Run `cmd` as `run` does (same options) and return its standard output as text."""
+    return run(cmd, **options).stdout.decode(errors="replace")
 
 
 def spawn_daemon(cmd: Sequence[Arg], log_path: Path) -> int:
