@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker.errors
 
-from builder.bootstrap.keyring import ensure_keyring
+from builder.bootstrap.keyring import ensure_keyring, unshare_readable
 from builder.core import run
 from builder.core.atomic import atomic_file, remove_path, write_text
 from builder.core.context import Context
@@ -100,7 +100,9 @@ def ensure_chroot_tarball(ctx: Context, dist: Distribution, *, now: float | None
     log.info("%s: making chroot tarball with mmdebstrap", dist.name)
     started = time.monotonic()
     with atomic_file(tarball) as tmp:
-        cmd = mmdebstrap_cmdline(dist, variant="buildd", keyring=keyring, output=tmp)
+        cmd = mmdebstrap_cmdline(
+            dist, variant="buildd", keyring=unshare_readable(ctx, keyring), output=tmp
+        )
         run.run(cmd, log_path=ctx.logs_dir / f"bootstrap-{dist.name}-chroot.log")
         # sbuild runs as the unprivileged build user: it must be able to read the tarball.
         tmp.chmod(0o644)
@@ -133,7 +135,9 @@ def ensure_base_image(ctx: Context, dist: Distribution, *, now: float | None = N
     log.info("%s: making base image %s with mmdebstrap", dist.name, tag)
     tarball = ctx.tmp_dir / f"base-{dist.name}.tar"
     try:
-        cmd = mmdebstrap_cmdline(dist, variant="minbase", keyring=keyring, output=tarball)
+        cmd = mmdebstrap_cmdline(
+            dist, variant="minbase", keyring=unshare_readable(ctx, keyring), output=tarball
+        )
         run.run(cmd, log_path=ctx.logs_dir / f"bootstrap-{dist.name}-image.log")
         repo, _, version = tag.partition(":")
         client.api.import_image_from_file(

@@ -30,6 +30,35 @@ def keyring_path(ctx: Context, dist: Distribution) -> Path:
     return Path(dist.keyring.path)
 
 
+def is_world_readable(path: Path) -> bool:
+    """True when any uid can read `path`: the file o+r and every folder above it o+x."""
+    path = path.absolute()
+    if not path.is_file() or not path.stat().st_mode & 0o004:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in path.parents)
+
+
+def unshare_readable(ctx: Context, keyring: Path) -> Path:
+    """`keyring` where mmdebstrap's unshared apt (a subordinate uid) can read it.
+
+    A workspace under /root (mode 0700) or a pytest tmp folder is closed to that uid: apt then
+    reports the archive as unsigned right after pfbuild verified the keyring. Such a keyring is
+    copied, by content hash, into the world-traversable stage root.
+    """
+    if is_world_readable(keyring):
+        return keyring
+    data = keyring.read_bytes()
+    staged = ctx.stage_root / "keyrings" / f"{hashlib.sha256(data).hexdigest()}.gpg"
+    if not staged.is_file() or staged.read_bytes() != data:
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        ctx.stage_root.chmod(0o1777)
+        staged.parent.chmod(0o755)
+        with atomic_file(staged) as tmp:
+            tmp.write_bytes(data)
+            tmp.chmod(0o644)
+    return staged
+
+
 def extract_deb_member(deb: Path, member: str) -> bytes:
     """Read one file out of a .deb's data archive (dpkg-deb does the ar and compression work)."""
     tar_bytes = run.run(["dpkg-deb", "--fsys-tarfile", deb]).stdout

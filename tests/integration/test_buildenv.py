@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from builder.bootstrap.buildenv import bootstrap, chroot_tarball_path, ensure_ba
 from builder.build.sbuild import build_package
 from builder.core.context import Context
 from builder.model.distro import Distribution
+from tests.conftest import UBUNTU_KEYRING_DEB
 from tests.pkgfactory import make_source_package
 
 pytestmark = pytest.mark.integration
@@ -67,3 +70,26 @@ def test_sbuild_builds_a_tiny_package_in_the_chroot(
     log = (out / "build.log").read_text()
     assert f"Distribution: {target.name}" in log
     assert "Status: successful" in log
+
+
+def test_resolute_bootstrap_from_a_private_workspace(tmp_path: Path) -> None:
+    """A workspace under a 0700 folder (a clone in /root, pytest's tmp) still bootstraps.
+
+    mmdebstrap's unshared apt runs as a subordinate uid that cannot enter such a folder; the
+    keyring it needs must be staged where that uid can read it. apt itself is the oracle: an
+    unreadable keyring makes it call the archive unsigned.
+    """
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    workspace = private / "ws"
+    proc = subprocess.run(
+        [sys.executable, "-m", "builder", "--workspace", str(workspace),
+         "--keyring-deb", f"resolute={UBUNTU_KEYRING_DEB}",
+         "bootstrap", "--target", "resolute", "--no-image"],
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tarball = Path(proc.stdout.split()[-1])
+    assert tarball.is_file() and tarball.is_relative_to(workspace)
+    with tarfile.open(tarball) as tar:
+        assert "./etc/os-release" in tar.getnames()

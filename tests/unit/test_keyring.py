@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from builder.bootstrap.keyring import ensure_keyring, keyring_path
+from builder.bootstrap.keyring import (
+    ensure_keyring,
+    is_world_readable,
+    keyring_path,
+    unshare_readable,
+)
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE
@@ -67,3 +72,22 @@ def test_genuine_keyring_package_is_accepted_offline(ctx: Context) -> None:
     path = ensure_keyring(local_ctx, RESOLUTE)
     assert path == keyring_path(local_ctx, RESOLUTE)
     assert path.stat().st_size > 0
+
+
+def test_a_private_keyring_is_staged_world_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    keyring = private / "archive.gpg"
+    keyring.write_bytes(b"keyring bytes")
+    monkeypatch.setenv("PFBUILD_STAGE_ROOT", str(tmp_path / "stage"))
+    ctx = Context(workspace=private)
+    assert not is_world_readable(keyring)
+    staged = unshare_readable(ctx, keyring)
+    assert staged != keyring and staged.read_bytes() == b"keyring bytes"
+    assert staged.stat().st_mode & 0o777 == 0o644
+    assert unshare_readable(ctx, keyring) == staged
+    public = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+    if public.is_file():
+        assert unshare_readable(ctx, public) == public
