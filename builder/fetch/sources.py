@@ -21,7 +21,7 @@ from builder.core.errors import PfbuildError
 from builder.core.unpack import check_tarball
 from builder.fetch import archive
 from builder.fetch.archive import VerifiedFile
-from builder.model.recipe import Recipe, Upstream
+from builder.model.recipe import Recipe, Upstream, recipe_origin
 
 log = logging.getLogger("pfbuild")
 
@@ -258,6 +258,7 @@ def write_provenance(path: Path, result: FetchResult) -> None:
     """Record a fetch result as JSON (which file, hash, origin, proof)."""
     data = {
         "recipe": result.recipe,
+        "recipe_file": recipe_origin(result.recipe).as_json(),
         "version": result.version,
         "files": [{**asdict(f), "path": str(f.path)} for f in result.files],
     }

@@ -14,6 +14,8 @@ from builder.core import run
 from builder.core.atomic import write_text
 from builder.core.digest import sha256_file
 from builder.core.errors import CommandError, PfbuildError
+from builder.core.schema import NON_EMPTY, SHA256, validate
+from builder.model.recipe import load_recipe, recipe_origin
 from builder.pipeline.actions import Outputs
 from builder.pipeline.request import ReleaseRequest
 
@@ -36,6 +38,12 @@ def tool_versions() -> dict[str, str]:
 # ---- the manifest --------------------------------------------------------------------------
 
 
+def recipe_origins(main: str) -> list[dict[str, Any]]:
+    """Which file each recipe of the release came from (site recipes are code the user ran)."""
+    names = [main, *(name for name, _ in load_recipe(main).companions)]
+    return [recipe_origin(name).as_json() for name in names]
+
+
 def build_manifest(
     request: ReleaseRequest, outputs: Mapping[str, Outputs], planned_keys: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -55,6 +63,7 @@ def build_manifest(
         "variants": list(request.variants) if request.images else [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tools": tool_versions(),
+        "recipes": recipe_origins(request.recipe),
         "actions": actions,
         "artifacts": sorted(unique.values(), key=lambda e: e["path"]),
     }
@@ -105,16 +114,47 @@ def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def verify_manifest(path: Path) -> list[str]:
-    """Re-hash every artifact a manifest names; return the problems (empty when all match)."""
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["pfbuild", "recipe", "version", "targets", "actions", "artifacts"],
+    "properties": {
+        "pfbuild": NON_EMPTY,
+        "recipe": NON_EMPTY,
+        "version": NON_EMPTY,
+        "targets": {"type": "array", "items": NON_EMPTY},
+        "actions": {"type": "object"},
+        "artifacts": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["path", "sha256"],
+                "properties": {"path": NON_EMPTY, "sha256": SHA256},
+            },
+        },
+    },
+}
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A release manifest, read and checked against its schema."""
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PfbuildError(
-            f"cannot read manifest {path}", str(exc), "pass the manifest a release wrote"
+            f"cannot read manifest {path}",
+            getattr(exc, "strerror", None) or str(exc),
+            "pass the manifest a release wrote",
         ) from None
+    validate(manifest, MANIFEST_SCHEMA, f"manifest {path}", "pass the manifest a release wrote")
+    result: dict[str, Any] = manifest
+    return result
+
+
+def verify_manifest(path: Path) -> list[str]:
+    """Re-hash every artifact a manifest names; return the problems (empty when all match)."""
     problems = []
-    for entry in manifest.get("artifacts", []):
+    for entry in read_manifest(path)["artifacts"]:
         artifact = Path(entry["path"])
         if not artifact.is_file():
             problems.append(f"missing: {artifact}")

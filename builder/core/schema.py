@@ -1,0 +1,32 @@
+"""JSON documents checked against a JSON Schema before anything in them is believed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+
+from builder.core.errors import PfbuildError
+
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+NON_EMPTY = {"type": "string", "minLength": 1}
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return path.lstrip(".") or "the top level"
+
+
+def validate(document: Any, schema: Mapping[str, Any], what: str, fix: str) -> None:
+    """Refuse `document` unless it matches `schema`; the first problem becomes one line."""
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+    except SchemaError as exc:  # pragma: no cover - a schema in our code is wrong
+        raise RuntimeError(f"invalid schema for {what}: {exc.message}") from None
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        message = first.message if len(first.message) <= 200 else first.message[:200] + "..."
+        raise PfbuildError(f"{what} is malformed", f"at {_where(first)}: {message}", fix)
