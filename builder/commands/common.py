@@ -27,6 +27,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (0 picks a free one)."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0 to 65535, got {value}")
+    return value
+
+
 def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
     """`--jobs N`: compiler jobs per build, as sbuild and debuild mean it."""
     parser.add_argument(

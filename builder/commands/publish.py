@@ -131,6 +131,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         builds = sorted({(a.recipe, a.version) for a in imported})
         for artifact in imported:
             print(f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version}")
+    if args.rollback:
+        publish.check_rollback(ctx, args.rollback)
     key = signing.ensure_signing_key(ctx, config)
     try:
         if args.rollback:

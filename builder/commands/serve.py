@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from builder.commands.common import port_number
 from builder.core.context import Context
 from builder.publish import serve
 
@@ -15,8 +16,8 @@ HELP = "serve the published apt repository over HTTP on 127.0.0.1 until interrup
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("PFBUILD_SERVE_PORT", serve.DEFAULT_PORT)),
+        type=port_number,
+        default=os.environ.get("PFBUILD_SERVE_PORT", str(serve.DEFAULT_PORT)),
         help="TCP port (env PFBUILD_SERVE_PORT; default %(default)s; 0 picks a free one)",
     )
     parser.add_argument(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """`text` as repr, cut to `limit` characters: user input echoed in a one-line error."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit - 3]}...' ({len(text)} characters)"
+
+
 class PfbuildError(Exception):
     """A handled failure; the CLI prints it as one line and exits with code 3."""
 

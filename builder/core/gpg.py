@@ -39,6 +39,20 @@ def _status_fingerprints(status: str) -> list[str]:
     return [line.split()[-1].upper() for line in status.splitlines() if " VALIDSIG " in line]
 
 
+def refusal_reason(output: str) -> str:
+    """Why gpgv refused, from its status lines, in words (its last line is often cryptic)."""
+    status = [line.split()[1:] for line in output.splitlines() if line.startswith("[GNUPG:] ")]
+    words = {fields[0] for fields in status if fields}
+    if "BADSIG" in words:
+        return "the signature does not match the file: one of them was changed"
+    if "ERRSIG" in words or "NO_PUBKEY" in words:
+        return "signed by a key that is not in the pinned keyring"
+    if "NODATA" in words or "NEWSIG" not in words:
+        return "not an OpenPGP signature (empty, truncated or another kind of file)"
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else "gpgv refused it"
+
+
 def verify_signature(keyring: Path, signed: Path, signature: Path | None = None) -> str:
     """Verify an inline (`signature` None) or detached signature with gpgv; return the signer."""
     cmd: list[str | Path] = ["gpgv", "--status-fd", "1", "--keyring", keyring.absolute()]
@@ -48,7 +62,7 @@ def verify_signature(keyring: Path, signed: Path, signature: Path | None = None)
     except CommandError as exc:
         raise PfbuildError(
             f"bad or unknown OpenPGP signature on {signed.name}",
-            exc.tail.strip().splitlines()[-1] if exc.tail.strip() else "gpgv refused it",
+            refusal_reason(exc.tail),
             "the file is corrupt or was not signed by the pinned key: do not use it",
         ) from None
     signers = _status_fingerprints(proc.stdout.decode(errors="replace"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder.core.errors import PfbuildError
+from builder.core.errors import PfbuildError, shorten
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def get_target(name: str, archive_url: str | None = None) -> Distribution:
         return TARGETS[name].with_archive(archive_url)
     except KeyError:
         raise PfbuildError(
-            f"unknown target {name!r}",
+            f"unknown target {shorten(name)}",
             f"pfbuild builds for {', '.join(TARGETS)}",
             f"use --target {' or --target '.join(TARGETS)}",
         ) from None

@@ -16,7 +16,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from builder.core.checkout import RECIPES_DIR, TEMPLATES_DIR
-from builder.core.errors import PfbuildError
+from builder.core.errors import PfbuildError, shorten
 
 log = logging.getLogger("pfbuild")
 
@@ -174,17 +174,18 @@ class Recipe:
 
     def validate_version(self, version: str) -> None:
         """Refuse a malformed version or one outside this recipe's series."""
+        example = max(self.packaging, key=_vkey)
         if not VERSION_RE.fullmatch(version):
             raise PfbuildError(
-                f"malformed version {version!r} for {self.name}",
+                f"malformed version {shorten(version)} for {self.name}",
                 "expected MAJOR.MINOR.PATCH, digits only",
-                f"pass a release of the {self.series} series, e.g. {self.series}.0",
+                f"pass a release of the {self.series} series, e.g. {example}",
             )
         if version.rsplit(".", 1)[0] != self.series:
             raise PfbuildError(
                 f"version {version} is outside the {self.name} {self.series} series",
                 f"this recipe builds {self.series}.N releases only",
-                f"pass a {self.series}.N version or use a recipe for that series",
+                f"pass a {self.series}.N version (e.g. {example}) or use a recipe for that series",
             )
 
     def packaging_for(self, version: str) -> ArchiveSource:
@@ -370,7 +371,7 @@ def recipe_origin(name: str) -> RecipeOrigin:
     path = _recipe_file(name) if NAME_RE.fullmatch(name) else None
     if path is None:
         raise PfbuildError(
-            f"unknown recipe {name!r}",
+            f"unknown recipe {shorten(name)}",
             f"available: {', '.join(available_recipes())}",
             "pass one of the available recipe names",
         )

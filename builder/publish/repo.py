@@ -139,6 +139,17 @@ def rollback_target(history: dict[str, list[str]], suite: str) -> str:
     return snaps[-2]
 
 
+def check_rollback(ctx: Context, suite: str) -> str:
+    """Refuse, before any key or aptly state is made, a rollback that has nothing to go to."""
+    history = read_history(ctx)
+    if suite not in history:
+        raise PfbuildError(
+            f"suite {suite} was never published in {ctx.workspace}",
+            fix="publish it first, or pass the --workspace that published it",
+        )
+    return rollback_target(history, suite)
+
+
 # ---- the stage --------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import threading
@@ -42,10 +43,12 @@ def make_server(
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fix = "pick another --port (0 picks a free one)"
+        else:
+            fix = "pass --bind an address of this host, e.g. 127.0.0.1"
         raise PfbuildError(
-            f"cannot listen on {host}:{port}",
-            exc.strerror or str(exc),
-            "pick another --port (0 picks a free one)",
+            f"cannot listen on {host}:{port}", exc.strerror or str(exc), fix
         ) from None
 
 
