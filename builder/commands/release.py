@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from builder.commands.common import add_jobs_argument, add_target_argument, selected_targets
@@ -15,6 +16,7 @@ from builder.pipeline.actions import Progress, StateStore, execute, plan
 from builder.pipeline.manifest import build_manifest, write_manifest
 from builder.pipeline.release import release_actions
 from builder.pipeline.request import ReleaseRequest
+from builder.publish.tree import check_repo_url
 
 NAME = "release"
 HELP = "fetch, source, build, check, publish and image in one resumable command"
@@ -34,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_jobs_argument(parser)
     parser.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8080/",
-        help="where apt clients will reach the repository (goes into the .sources snippet)",
+        "--url", default=os.environ.get("PFBUILD_REPO_URL", "http://127.0.0.1:8080/"),
+        help="where apt clients will reach the repository (goes into the .sources snippet; "
+        "env PFBUILD_REPO_URL)",
     )  # fmt: skip
 
 
@@ -57,7 +60,7 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
         variants=variants,
         images=not args.no_image,
         jobs=args.jobs,
-        repo_url=args.url,
+        repo_url=check_repo_url(args.url),
     )
 
 

@@ -36,7 +36,7 @@ from builder.publish.aptly import (
 )
 from builder.publish.inputs import collect_debs
 from builder.publish.signing import SigningKey
-from builder.publish.tree import clean_leftovers, inrelease_date, refresh_tree
+from builder.publish.tree import check_repo_url, clean_leftovers, inrelease_date, refresh_tree
 
 log = logging.getLogger("pfbuild")
 
@@ -52,12 +52,7 @@ class PublishOptions:
     allow_unchecked: bool = False
 
     def __post_init__(self) -> None:
-        if not re.match(r"^(https?|file)://", self.url):
-            raise PfbuildError(
-                f"repository URL {self.url!r} is not an http(s):// or file:// URL",
-                "it goes into the exported .sources snippet that apt reads",
-                "pass --url http://HOST:PORT/",
-            )
+        check_repo_url(self.url)
         if self.lock_timeout < 0:
             raise PfbuildError("--lock-timeout must not be negative")
 

@@ -15,12 +15,15 @@ import logging
 import os
 import re
 import shutil
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+from debian.deb822 import Deb822
+
 from builder.core.atomic import remove_path, write_text
 from builder.core.context import Context
-from builder.core.errors import PfbuildError
+from builder.core.errors import PfbuildError, shorten
 from builder.publish.aptly import COMPONENT, aptly_public_dir
 from builder.publish.signing import SigningKey, export_public_key
 
@@ -37,18 +40,53 @@ KEEP_GENERATIONS = 2
 # ---- what the tree carries --------------------------------------------------------------------
 
 
+# What a repository URL may hold: RFC 3986's unreserved and delimiter characters. No white
+# space or control character can pass, so nothing can start a new deb822 field.
+_URL_CHARS = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$")
+
+
+def check_repo_url(url: str) -> str:
+    """The repository URL clients use, refused unless it is a clean http(s):// or file:// URL.
+
+    It is written into the .sources snippet every client installs: a value that smuggled a
+    `Trusted: yes` line into it would switch off signature checks for all of them.
+    """
+    fix = "pass --url http://HOST[:PORT]/PATH/ (or https://, file:///PATH/)"
+    if not _URL_CHARS.fullmatch(url):
+        raise PfbuildError(
+            f"repository URL {shorten(url)} holds white space or characters a URL may not",
+            "it goes into the .sources snippet that apt reads",
+            fix,
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "file"):
+        raise PfbuildError(
+            f"repository URL {shorten(url)} is not an http(s):// or file:// URL",
+            "apt reaches the repository through it",
+            fix,
+        )
+    if parts.query or parts.fragment or (parts.scheme != "file" and not parts.hostname):
+        raise PfbuildError(
+            f"repository URL {shorten(url)} is not a plain folder URL",
+            "a host is needed (file:// takes a path) and no query or fragment",
+            fix,
+        )
+    return url if url.endswith("/") else url + "/"
+
+
 def sources_snippet(url: str, suite: str, signed_by: str = KEY_INSTALL_PATH) -> str:
     """A deb822 .sources stanza for one suite of the repository."""
-    base = url if url.endswith("/") else url + "/"
+    base = check_repo_url(url)
+    stanza = Deb822()
+    stanza["Types"] = "deb"
+    stanza["URIs"] = base
+    stanza["Suites"] = suite
+    stanza["Components"] = COMPONENT
+    stanza["Signed-By"] = signed_by
     return (
         f"# pfbuild repository, suite {suite}. Install the key from {base}{KEY_FILE_NAME}\n"
         f"# as {signed_by}, this file in /etc/apt/sources.list.d/.\n"
-        "Types: deb\n"
-        f"URIs: {base}\n"
-        f"Suites: {suite}\n"
-        f"Components: {COMPONENT}\n"
-        f"Signed-By: {signed_by}\n"
-    )
+    ) + stanza.dump()
 
 
 def sources_file_name(suite: str) -> str:
