@@ -20,7 +20,7 @@ from builder.core import run
 from builder.core.atomic import link_or_copy
 from builder.core.context import Context, prepare_workspace
 from builder.model.distro import get_target
-from tests.pkgfactory import make_source_package
+from tests.fixtures.packages import make_source_package
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -21,6 +21,47 @@ UBUNTU_KEYRING_DEB = (
 )
 
 
+# The tiers `./run-tests -m ...` selects by. A unit test needs only Python and the installed
+# package (with the linters pip installs); one that starts gpg, dpkg-deb, make, perl, a shell
+# script or docker is an integration test, even when it sits in a unit module.
+TIERS = ("unit", "integration", "e2e")
+
+
+def _tier_marks(item: pytest.Item) -> list[pytest.Mark]:
+    """The tier marks of the closest node, from the test up to the session, that has any."""
+    for node in item.iter_parents():
+        marks = [m for m in node.own_markers if m.name in TIERS]
+        if marks:
+            return marks
+    return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each test in exactly one tier: its own tier mark, else its class's or module's.
+
+    pytest adds marks up, so a test marked integration in a module marked unit would be in both;
+    the tier marks of modules and classes are moved down onto the tests that name none.
+    """
+    tiers: dict[pytest.Item, pytest.Mark] = {}
+    wrong: list[str] = []
+    for item in items:
+        marks = _tier_marks(item)
+        names = sorted({m.name for m in marks})
+        if len(names) == 1:
+            tiers[item] = marks[0]
+        else:
+            wrong.append(f"{item.nodeid}: {', '.join(names) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"each test needs exactly one of the marks {', '.join(TIERS)}:\n" + "\n".join(wrong)
+        )
+    for item, tier in tiers.items():
+        for node in item.iter_parents():
+            node.own_markers[:] = [m for m in node.own_markers if m.name not in TIERS]
+        item.own_markers.append(tier)
+
+
 @pytest.fixture
 def ctx(tmp_path: Path) -> Context:
     """A Context on an empty workspace of this test's own."""

@@ -5,29 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_keyring import make_fake_keyring_deb
+from tests.fixtures.cli import run_pfbuild
+from tests.fixtures.keyrings import make_fake_keyring_deb
 
 pytestmark = pytest.mark.e2e
-
-PFBUILD = str(Path(sys.executable).parent / "pfbuild")
-
-
-def pfbuild(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PFBUILD, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture
@@ -53,14 +40,14 @@ def test_doctor_reports_a_missing_engine_and_fix_starts_one(
 ) -> None:
     sock, ws = private_engine
     env = {"DOCKER_HOST": sock}
-    down = pfbuild("--workspace", str(ws), "doctor", env=env)
+    down = run_pfbuild(ws, "doctor", env=env)
     assert down.returncode == 3
     rows = [r for r in down.stdout.splitlines() if "docker engine" in r]
     assert rows == [f"MISSING docker engine     not reachable at {sock}"]
     assert len(down.stderr.strip().splitlines()) == 1
     assert "doctor --fix" in down.stderr
 
-    fixed = pfbuild("--workspace", str(ws), "doctor", "--fix", env=env)
+    fixed = run_pfbuild(ws, "doctor", "--fix", env=env)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert any(r.startswith("ok      docker engine") for r in fixed.stdout.splitlines())
     assert (ws / "logs" / "dockerd.log").exists()
@@ -76,15 +63,7 @@ def test_doctor_reports_a_missing_engine_and_fix_starts_one(
 def test_fake_archive_keyring_is_refused_with_nothing_written(tmp_path: Path) -> None:
     deb = make_fake_keyring_deb(tmp_path)
     ws = tmp_path / "ws"
-    proc = pfbuild(
-        "--workspace",
-        str(ws),
-        "--keyring-deb",
-        f"resolute={deb}",
-        "bootstrap",
-        "--target",
-        "resolute",
-    )
+    proc = run_pfbuild(ws, "--keyring-deb", f"resolute={deb}", "bootstrap", "--target", "resolute")
     assert proc.returncode == 3
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "does not hold the pinned key" in err[0]
@@ -94,7 +73,7 @@ def test_fake_archive_keyring_is_refused_with_nothing_written(tmp_path: Path) ->
 
 def test_unknown_target_fails_before_any_work(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    proc = pfbuild("--workspace", str(ws), "bootstrap", "--target", "sid")
+    proc = run_pfbuild(ws, "bootstrap", "--target", "sid")
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "unknown target 'sid'" in proc.stderr
     assert sorted(p.name for p in ws.iterdir()) == []

@@ -21,26 +21,13 @@ import pytest
 
 from builder.publish.artifact import MANIFEST
 from builder.publish.tree import MANIFEST_NAME
+from tests.fixtures.cli import finish, start_pfbuild
 
 pytestmark = pytest.mark.e2e
 
-PFBUILD = str(Path(sys.executable).parent / "pfbuild")
 VERSION = "3.11.6"
 IMAGE_NAME = "pfbuild-test/postfix-handoff"
 RUNNER_CACHE = ("chroots", "images", "keyrings")
-
-
-def cli(workspace: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [PFBUILD, "--workspace", str(workspace), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 3600) -> str:
-    output, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"{proc.args!r}\n{output[-4000:]}"
-    return output
 
 
 def runner(root: Path, name: str, shared_workspace: Path) -> Path:
@@ -55,7 +42,7 @@ def runner(root: Path, name: str, shared_workspace: Path) -> Path:
 
 def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_path: Path) -> None:
     started = time.monotonic()
-    matrix = json.loads(finish(cli(tmp_path, "matrix", VERSION, "--json")))
+    matrix = json.loads(finish(start_pfbuild(tmp_path, "matrix", VERSION, "--json")))
     jobs = [(j["recipe"], j["version"], j["target"]) for j in matrix["include"]]
     assert sorted(jobs) == sorted(
         (recipe, version, target)
@@ -63,19 +50,21 @@ def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_pat
         for target in ("trixie", "resolute")
     )
 
-    # The build jobs, side by side as runners would run them.
+    # The build jobs, side by side as runners would run them; each checks what it built.
     builds = {}
     for recipe, version, target in jobs:
         ws = runner(tmp_path, f"build-{recipe}-{target}", shared_workspace)
-        script = (
-            f"{PFBUILD} --workspace {ws} build {recipe} {version} --target {target} && "
-            f"{PFBUILD} --workspace {ws} check {recipe} {version} --target {target}"
-        )
-        builds[(recipe, target)] = (ws, subprocess.Popen(
-            ["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ))  # fmt: skip
+        builds[(recipe, version, target)] = (
+            ws, start_pfbuild(ws, "build", recipe, version, "--target", target)
+        )  # fmt: skip
+    checks = {}
+    for (recipe, version, target), (ws, proc) in builds.items():
+        finish(proc)
+        checks[(recipe, target)] = (
+            ws, start_pfbuild(ws, "check", recipe, version, "--target", target)
+        )  # fmt: skip
     incoming = tmp_path / "incoming"
-    for (recipe, target), (ws, proc) in builds.items():
+    for (recipe, target), (ws, proc) in checks.items():
         finish(proc)
         (folder,) = (ws / "artifacts").iterdir()
         data = json.loads((folder / MANIFEST).read_text())
@@ -86,7 +75,7 @@ def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_pat
     print(f"build jobs: {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     publisher = runner(tmp_path, "publish", shared_workspace)
-    output = finish(cli(publisher, "publish", "--from", str(incoming)))
+    output = finish(start_pfbuild(publisher, "publish", "--from", str(incoming)))
     imported = [line.split() for line in output.splitlines() if line.split()[1:2] == ["imported"]]
     assert sorted((words[2], words[0]) for words in imported) == sorted(
         (recipe, target) for recipe, _, target in jobs
@@ -98,7 +87,7 @@ def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_pat
     imager = runner(tmp_path, "image", shared_workspace)
     try:
         output = finish(
-            cli(
+            start_pfbuild(
                 imager, "image", "--from", str(tree), "--require-key", fingerprint,
                 "--name", IMAGE_NAME, "--release", VERSION, "--test", "--no-healthcheck-wait",
             )

@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.cli import run_pfbuild, start_pfbuild
+
 pytestmark = pytest.mark.e2e
 
-PFBUILD = str(Path(sys.executable).parent / "pfbuild")
 VERSION = "3.11.6"
+# A release builds postfix for both targets and both images: allow it an hour and a half.
+TIMEOUT = 5400
 
 SITE_RECIPES = {
     # The same package under another name: its own builds, state and fetch entries.
@@ -46,16 +49,6 @@ SITE_RECIPES = {
 }
 
 
-def pfbuild(
-    workspace: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 5400
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PFBUILD, "--workspace", str(workspace), *args],
-        capture_output=True, text=True, check=False, timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-
-
 def events(stdout: str) -> dict[str, str]:
     """The last state of each action, from --json progress."""
     states: dict[str, str] = {}
@@ -70,7 +63,7 @@ def events(stdout: str) -> dict[str, str]:
 def release(shared_workspace: Path) -> subprocess.CompletedProcess[str]:
     """The README's first command, `pfbuild release 3.11.6`, in the shared workspace."""
     started = time.monotonic()
-    proc = pfbuild(shared_workspace, "release", VERSION)
+    proc = run_pfbuild(shared_workspace, "release", VERSION, timeout=TIMEOUT)
     print(f"release took {time.monotonic() - started:.0f} s", file=sys.stderr)
     return proc
 
@@ -104,7 +97,9 @@ def test_release_makes_packages_repo_images_and_manifest(
         assert image["image_id"].startswith("sha256:")
         tests = data["actions"][f"image-test {variant}"]["outputs"]["proofs"]
         assert tests and all(p["ok"] for p in tests), tests
-    verify = pfbuild(shared_workspace, "manifest", "verify", "--release", VERSION)
+    verify = run_pfbuild(
+        shared_workspace, "manifest", "verify", "--release", VERSION, timeout=TIMEOUT
+    )
     assert verify.returncode == 0, verify.stderr
 
 
@@ -112,11 +107,11 @@ def test_second_release_reuses_every_action(
     release: subprocess.CompletedProcess[str], shared_workspace: Path
 ) -> None:
     assert release.returncode == 0
-    dry = pfbuild(shared_workspace, "release", VERSION, "--dry-run")
+    dry = run_pfbuild(shared_workspace, "release", VERSION, "--dry-run", timeout=TIMEOUT)
     assert dry.returncode == 0
     assert all(line.startswith("reuse ") for line in dry.stdout.splitlines()), dry.stdout
     started = time.monotonic()
-    again = pfbuild(shared_workspace, "release", VERSION, "--json")
+    again = run_pfbuild(shared_workspace, "release", VERSION, "--json", timeout=TIMEOUT)
     print(f"warm no-op release: {time.monotonic() - started:.1f} s", file=sys.stderr)
     assert again.returncode == 0, again.stderr
     states = events(again.stdout)
@@ -144,12 +139,9 @@ def test_killed_release_resumes_without_redoing_finished_actions(
     side_workspace: tuple[Path, dict[str, str]],
 ) -> None:
     ws, env = side_workspace
-    args = [PFBUILD, "--workspace", str(ws), "release", "2.0.9", "--recipe", "mimalloc-resume",
-            "--target", "trixie", "--no-image", "--json"]  # fmt: skip
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, **env}, start_new_session=True,
-    )  # fmt: skip
+    args = ["release", "2.0.9", "--recipe", "mimalloc-resume", "--target", "trixie",
+            "--no-image", "--json"]  # fmt: skip
+    proc = start_pfbuild(ws, *args, env=env, stderr=subprocess.DEVNULL, new_session=True)
     assert proc.stdout is not None
     finished = []
     for line in proc.stdout:
@@ -167,7 +159,7 @@ def test_killed_release_resumes_without_redoing_finished_actions(
     proc.wait()
     assert finished == ["fetch mimalloc-resume 2.0.9", "source mimalloc-resume 2.0.9 trixie"]
 
-    again = pfbuild(ws, *args[3:], env=env)
+    again = run_pfbuild(ws, *args, env=env, timeout=TIMEOUT)
     assert again.returncode == 0, again.stderr[-2000:]
     states = events(again.stdout)
     assert states["fetch mimalloc-resume 2.0.9"] == "reused"
@@ -189,9 +181,9 @@ def test_failed_check_stops_the_release_and_publishes_nothing(
     ws, env = side_workspace
     inrelease = ws / "dist" / "apt" / "dists" / "trixie" / "InRelease"
     before = inrelease.read_bytes()
-    proc = pfbuild(
+    proc = run_pfbuild(
         ws, "release", "2.0.9", "--recipe", "mimalloc-weak", "--target", "trixie", "--no-image",
-        env=env,
+        env=env, timeout=TIMEOUT,
     )  # fmt: skip
     assert proc.returncode == 3
     error = proc.stderr.strip().splitlines()[-1]
@@ -208,7 +200,8 @@ def test_the_released_postfix_is_reproducible(
     """Build A is the release's own build; B varies path, jobs, user, clock, TZ, locale, umask."""
     assert release.returncode == 0
     started = time.monotonic()
-    proc = pfbuild(shared_workspace, "verify-reproducible", "postfix", VERSION, "--target", target)
+    args = ("verify-reproducible", "postfix", VERSION, "--target", target)
+    proc = run_pfbuild(shared_workspace, *args, timeout=TIMEOUT)
     print(
         f"verify-reproducible postfix {target}: {time.monotonic() - started:.0f} s", file=sys.stderr
     )
@@ -223,5 +216,7 @@ def test_the_released_postfix_is_reproducible(
     recorded = manifest(shared_workspace)["reproducible"][target]
     assert recorded["verdict"] == "reproducible"
     assert f"postfix_{VERSION}-1+pf1~{target}_amd64.deb" in recorded["identical"]
-    verify = pfbuild(shared_workspace, "manifest", "verify", "--release", VERSION)
+    verify = run_pfbuild(
+        shared_workspace, "manifest", "verify", "--release", VERSION, timeout=TIMEOUT
+    )
     assert verify.returncode == 0, verify.stderr

@@ -13,7 +13,7 @@ from builder.build.stage import build_targets
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
-from tests.pkgfactory import make_source_package
+from tests.fixtures.packages import make_source_package
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from builder.build.sbuild import build_package
 from builder.core.context import Context
 from builder.model.distro import Distribution
 from tests.conftest import UBUNTU_KEYRING_DEB
-from tests.pkgfactory import make_source_package
+from tests.fixtures.packages import make_source_package
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE
 from builder.publish.tree import MANIFEST_NAME, install_tree
 from builder.publish.treecheck import verify_tree
-from tests.unit.test_artifact import RECIPE, VERSION, exported
+from tests.fixtures.artifacts import RECIPE, VERSION, exported
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ mimalloc-secure package with `AptContainer`, checking `apt-cache policy postfix`
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -17,21 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import docker.models.containers
 import pytest
 
-from builder.bootstrap.buildenv import ensure_base_image
 from builder.cli import main
 from builder.core import run
 from builder.core.context import Context, prepare_workspace
-from builder.core.engine import docker_client
 from builder.core.gpg import verify_signature
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
 from builder.publish.signing import (
@@ -41,20 +36,14 @@ from builder.publish.signing import (
     gpg_cmdline,
     stop_agent,
 )
-from builder.publish.tree import KEY_FILE_NAME, inrelease_date, sources_file_name
-from tests.unit.test_publish import make_build
+from builder.publish.tree import inrelease_date, sources_file_name
+from tests.conftest import REPO
+from tests.fixtures.apt import AptContainer, apt_container, free_port
+from tests.fixtures.builds import make_build
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["apt_container"]  # the fixture this module borrows
 
 
 class Repo:
@@ -101,7 +90,7 @@ def cli_cmdline(*args: str) -> list[str]:
     return [sys.executable, "-m", "builder", *args]
 
 
-CLI_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+CLI_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @contextmanager
@@ -123,77 +112,6 @@ def pfbuild_serve(repo: Repo) -> Iterator[None]:
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-class AptContainer:
-    """A clean container of one target whose apt knows only our key and .sources snippet."""
-
-    def __init__(self, container: docker.models.containers.Container) -> None:
-        self.container = container
-
-    def sh(self, *cmd: str) -> tuple[int, str]:
-        """Run a command in the container; return its exit status and output."""
-        result = self.container.exec_run(
-            list(cmd), environment={"DEBIAN_FRONTEND": "noninteractive"}
-        )
-        out = result.output
-        assert isinstance(out, bytes)  # not streamed
-        code = -1 if result.exit_code is None else int(result.exit_code)
-        return code, out.decode(errors="replace")
-
-    def ok(self, *cmd: str) -> str:
-        code, out = self.sh(*cmd)
-        assert code == 0, f"{cmd} exited {code}:\n{out}"
-        return out
-
-    def configure(self, key: bytes, sources: bytes) -> None:
-        """Replace every apt source with ours, trusting only `key`."""
-        self.ok("rm", "-rf", "/etc/apt/sources.list", "/etc/apt/sources.list.d")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name in ("sources.list.d", "keyrings"):
-                info = tarfile.TarInfo(name)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            for name, data in (
-                ("keyrings/pfbuild.asc", key),
-                ("sources.list.d/pfbuild.sources", sources),
-            ):
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-        assert self.container.put_archive("/etc/apt", buf.getvalue())
-
-    def configure_from(self, repo: Repo, suite: str) -> None:
-        """Use exactly the two files the publish exported."""
-        self.configure(
-            (repo.tree / KEY_FILE_NAME).read_bytes(),
-            (repo.tree / sources_file_name(suite)).read_bytes(),
-        )
-
-    def update(self) -> tuple[int, str]:
-        # apt-get update exits 0 on a bad signature and keeps stale lists: --error-on=any.
-        return self.sh("apt-get", "update", "--error-on=any", "-o", "Acquire::Retries=0")
-
-    def candidate(self, package: str) -> tuple[str, str]:
-        """The candidate version of `package` and the policy text it was read from."""
-        policy = self.ok("apt-cache", "policy", package)
-        match = re.search(r"Candidate: (\S+)", policy)
-        assert match, policy
-        return match.group(1), policy
-
-
-@pytest.fixture
-def apt_container(shared_ctx: Context, target: Distribution) -> Iterator[AptContainer]:
-    """A running container made from the bootstrapped base image of `target`."""
-    image = ensure_base_image(shared_ctx, target)
-    container = docker_client(shared_ctx).containers.run(
-        image, ["sleep", "infinity"], detach=True, network_mode="host"
-    )
-    try:
-        yield AptContainer(container)
-    finally:
-        container.remove(force=True)
 
 
 def signature_digest_algos(inrelease: Path) -> list[int]:
@@ -223,7 +141,7 @@ def test_apt_installs_from_the_served_repo_with_only_our_key(
     repo: Repo, apt_container: AptContainer, target: Distribution, tmp_path: Path
 ) -> None:
     suite = target.name
-    apt_container.configure_from(repo, suite)
+    apt_container.configure_from(repo.tree, suite)
     code, out = apt_container.update()
     assert code == 0, out
     assert f"{repo.url.rstrip('/')} {suite} InRelease" in out
@@ -309,7 +227,7 @@ def test_republish_new_version_and_rollback(
     pool = {p.name for p in (repo.tree / "pool").rglob("*.deb")}
     assert "pfbuild-hello_1.0-1+pf1~trixie_amd64.deb" in pool
     assert "pfbuild-hello_2.0-1+pf1~trixie_amd64.deb" in pool
-    apt_container.configure_from(repo, "trixie")
+    apt_container.configure_from(repo.tree, "trixie")
     code, out = apt_container.update()
     assert code == 0, out
     assert apt_container.candidate("pfbuild-hello")[0] == "2.0-1+pf1~trixie"
@@ -360,7 +278,7 @@ def _aptly_publishing(config: Path) -> bool:
 def test_sigkill_mid_publish_leaves_the_old_tree_serving(
     repo: Repo, apt_container: AptContainer, target: Distribution, tmp_path: Path
 ) -> None:
-    apt_container.configure_from(repo, "trixie")
+    apt_container.configure_from(repo.tree, "trixie")
     live = repo.tree.readlink()
     for dist in (TRIXIE, RESOLUTE):
         make_build(repo.ctx, dist, "2.0")

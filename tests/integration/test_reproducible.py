@@ -15,8 +15,8 @@ import pytest
 
 from builder.cli import main
 from builder.core.context import Context
-from tests.pkgfactory import make_source_package, unreproducible_rules
-from tests.unit.test_reproducible import ALL_VARIATIONS as VARIATIONS
+from tests.fixtures.packages import make_source_package, unreproducible_rules
+from tests.fixtures.reproducible import ALL_VARIATIONS as VARIATIONS
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from builder.core.errors import PfbuildError
 from builder.publish import signing
 from builder.publish.signing import SigningConfig, SigningKey, ensure_signing_key
 
-pytestmark = pytest.mark.unit
+# The key store is gpg's: every test but the command line and the config check runs it.
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def _packets(data: bytes) -> str:
         return run.run(cmd, input=data).stdout.decode()
 
 
+@pytest.mark.unit
 def test_generate_key_cmdline() -> None:
     assert signing.generate_key_cmdline(Path("/ws/signing"), "ed25519") == [
         "gpg",
@@ -151,6 +153,7 @@ def test_a_key_with_sha1_bindings_is_refused(ctx: Context, tmp_path: Path) -> No
         ({"algo": "dsa1024"}, "unknown key algorithm"),
     ],
 )
+@pytest.mark.unit
 def test_signing_config_is_validated(config: dict[str, object], message: str) -> None:
     with pytest.raises(PfbuildError, match=message):
         SigningConfig(**config)  # type: ignore[arg-type]  # the dict mixes the field types

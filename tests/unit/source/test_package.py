@@ -99,6 +99,7 @@ def test_hardening_block_replaces_every_maint_line() -> None:
     assert rules.index("DEB_BUILD_MAINT_OPTIONS") < rules.index("buildflags.mk")
 
 
+@pytest.mark.integration  # make with dpkg's buildflags.mk
 def test_dpkg_buildflags_gives_the_block_s_flags_with_the_build_path_mapped(
     tmp_path: Path,
 ) -> None:

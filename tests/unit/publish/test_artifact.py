@@ -12,7 +12,7 @@ import pytest
 from builder.cli import main
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
-from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.model.distro import RESOLUTE, TRIXIE
 from builder.publish.artifact import (
     MANIFEST,
     export_build,
@@ -21,32 +21,10 @@ from builder.publish.artifact import (
     verify_artifact,
 )
 from builder.publish.inputs import collect_debs
-from tests.unit.test_publish import make_build, write_verdict
+from tests.fixtures.artifacts import RECIPE, VERSION, exported
 
-pytestmark = pytest.mark.unit
-
-RECIPE, VERSION = "mimalloc-secure", "2.0.9"
-
-
-def built(ctx: Context, dist: Distribution, verdict: str | None = "pass") -> Path:
-    """A build of the real recipe's name as the build and check stages leave it."""
-    build_dir = make_build(ctx, dist, VERSION, recipe=RECIPE)
-    files = sorted(p.name for p in build_dir.iterdir())
-    (build_dir / "build.log").write_text("sbuild says hello\n")
-    result = {"key": "0123abcd", "files": files, "target": dist.name}
-    (build_dir / "result.json").write_text(json.dumps(result))
-    report_dir = ctx.report_dir(RECIPE, VERSION, dist.name)
-    if verdict is None:
-        shutil.rmtree(report_dir)
-    else:
-        write_verdict(ctx, dist, VERSION, RECIPE, verdict)
-        (report_dir / "hardening.txt").write_text(f"verdict {verdict}\n")
-    return build_dir
-
-
-def exported(ctx: Context, dist: Distribution = TRIXIE, verdict: str | None = "pass") -> Path:
-    built(ctx, dist, verdict)
-    return export_build(ctx, RECIPE, VERSION, dist.name)
+# Every artifact here holds real .debs: dpkg-deb makes them and reads them back.
+pytestmark = pytest.mark.integration
 
 
 def manifest(folder: Path) -> dict[str, object]:
@@ -80,6 +58,7 @@ def test_an_unchecked_build_exports_without_a_verdict(ctx: Context) -> None:
     assert not verify_artifact(folder).checked
 
 
+@pytest.mark.unit
 def test_export_without_a_build_is_a_clear_error(ctx: Context) -> None:
     with pytest.raises(
         PfbuildError, match=re.escape("no finished trixie build of mimalloc-secure 2.0.9")
@@ -190,6 +169,7 @@ def test_two_artifacts_of_one_build_are_refused(ctx: Context, tmp_path: Path) ->
         import_artifacts(other, [folder.parent, copy.parent])
 
 
+@pytest.mark.unit
 def test_publish_from_takes_no_recipe(
     ctx: Context, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

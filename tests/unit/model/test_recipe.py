@@ -147,6 +147,7 @@ def test_recipe_mappings_are_read_only() -> None:
         recipe.binary_packages["trixie"] = ()  # type: ignore[index]  # must not be writable
 
 
+@pytest.mark.integration  # make runs the rules line
 def test_postfix_makedefs_scrub_removes_a_path_map_at_the_end_of_a_line(tmp_path: Path) -> None:
     from recipes.postfix import MAKEDEFS_SCRUB
 

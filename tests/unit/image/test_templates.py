@@ -17,7 +17,8 @@ import pytest
 from builder.core import run
 from builder.core.checkout import DOCKER_DIR
 
-pytestmark = pytest.mark.unit
+# The scripts run for real: bootstrap.sh and healthcheck.sh with bash, the forwarder with perl.
+pytestmark = pytest.mark.integration
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 BOOTSTRAP = DOCKER_DIR / "bootstrap.sh"
@@ -26,12 +27,14 @@ FORWARDER = DOCKER_DIR / "syslog-forward.pl"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent"}
 
 
+@pytest.mark.unit
 def test_dockerfile_passes_hadolint() -> None:
     proc = run.run([HADOLINT, "--no-color", DOCKER_DIR / "Dockerfile"], check=False)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert proc.stdout.strip() == b""
 
 
+@pytest.mark.unit
 def test_dockerfile_keeps_the_contract() -> None:
     text = (DOCKER_DIR / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE" in text

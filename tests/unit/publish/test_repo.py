@@ -1,4 +1,7 @@
-"""Unit tests of the publish stage: command lines, input checks, dates, history, tree swap, CLI."""
+"""The publish stage: command lines, input checks, dates, history, tree swap, CLI.
+
+Tests marked integration make real .debs (dpkg-deb) or sign (gpg).
+"""
 
 from __future__ import annotations
 
@@ -10,96 +13,20 @@ import pytest
 from debian import deb822
 
 from builder.cli import main
-from builder.core import run
 from builder.core.atomic import remove_path
 from builder.core.context import Context
-from builder.core.digest import sha256_file
 from builder.core.errors import PfbuildError
 from builder.core.lock import workspace_lock
-from builder.model.distro import RESOLUTE, TRIXIE, Distribution
+from builder.model.distro import RESOLUTE, TRIXIE
 from builder.publish import aptly, inputs, tree
 from builder.publish import repo as publish
 from builder.publish.signing import SigningConfig, ensure_signing_key, stop_agent
+from tests.fixtures.builds import make_build, make_deb, write_verdict
 
 pytestmark = pytest.mark.unit
 
 CONF = Path("/ws/aptly/aptly.conf")
 FPR = "A" * 40
-
-
-# ---- a factory of small real binary builds, shared with the integration tests -----------------
-
-
-def make_deb(where: Path, package: str, version: str, arch: str, depends: str = "") -> Path:
-    """Build a tiny real .deb with dpkg-deb."""
-    root = where / f"{package}-{version}-{arch}"
-    (root / "DEBIAN").mkdir(parents=True)
-    doc = root / "usr" / "share" / "doc" / package
-    doc.mkdir(parents=True)
-    (doc / "version").write_text(f"{package} {version}\n")
-    control = deb822.Deb822(
-        {
-            "Package": package,
-            "Version": version,
-            "Architecture": arch,
-            "Maintainer": "pfbuild tests <tests@pfbuild.invalid>",
-            "Description": "tiny test package\n Made by the pfbuild test suite.",
-        }
-    )
-    if depends:
-        control["Depends"] = depends
-    (root / "DEBIAN" / "control").write_text(control.dump())
-    deb = where / f"{package}_{version}_{arch}.deb"
-    run.run(["dpkg-deb", "--root-owner-group", "--build", root, deb])
-    return deb
-
-
-def write_changes(build_dir: Path, source: str, version: str, debs: list[Path]) -> Path:
-    """A .changes listing `debs` with their SHA-256, the way sbuild leaves one."""
-    # Plain Deb822 to write; builder.publish.inputs reads it back with deb822.Changes.
-    changes = deb822.Deb822(
-        {
-            "Format": "1.8",
-            "Date": "Wed, 25 Nov 2026 00:00:00 +0000",
-            "Source": source,
-            "Binary": " ".join(sorted(d.name.split("_")[0] for d in debs)),
-            "Architecture": "amd64 all",
-            "Version": version,
-            "Distribution": "unstable",
-            "Maintainer": "pfbuild tests <tests@pfbuild.invalid>",
-            "Changes": f"\n {source} ({version}) unstable; urgency=medium",
-        }
-    )
-    changes["Checksums-Sha256"] = "".join(
-        f"\n {sha256_file(d)} {d.stat().st_size} {d.name}" for d in debs
-    )
-    path = build_dir / f"{source}_{version}_amd64.changes"
-    path.write_text(changes.dump())
-    return path
-
-
-def make_build(ctx: Context, dist: Distribution, upstream: str, recipe: str = "hello") -> Path:
-    """A build directory like the build stage leaves: an amd64 and an all .deb plus .changes."""
-    version = f"{upstream}-1+pf1{dist.version_suffix}"
-    build_dir = ctx.build_dir(recipe, upstream, dist.name)
-    build_dir.mkdir(parents=True)
-    work = build_dir.parent / f".work-{dist.name}"
-    work.mkdir()
-    data = make_deb(work, "pfbuild-data", version, "all")
-    hello = make_deb(work, "pfbuild-hello", version, "amd64", f"pfbuild-data (= {version})")
-    debs = [data.rename(build_dir / data.name), hello.rename(build_dir / hello.name)]
-    write_changes(build_dir, "pfbuild-hello", version, debs)
-    write_verdict(ctx, dist, upstream, recipe, "pass")
-    return build_dir
-
-
-def write_verdict(
-    ctx: Context, dist: Distribution, upstream: str, recipe: str, verdict: str
-) -> None:
-    """The part of the check stage's hardening.json that publish reads."""
-    report = ctx.report_dir(recipe, upstream, dist.name) / "hardening.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps({"target": dist.name, "verdict": verdict}))
 
 
 # ---- command lines ----------------------------------------------------------------------------
@@ -200,6 +127,7 @@ def test_new_snapshot_name_is_unique_and_time_ordered() -> None:
 # ---- inputs -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_checked_debs_accepts_a_build_its_changes_vouches_for(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     debs = inputs.checked_debs(build_dir)
@@ -211,6 +139,7 @@ def test_checked_debs_accepts_a_build_its_changes_vouches_for(ctx: Context) -> N
     assert inputs.collect_debs(ctx, TRIXIE, None, None) == debs
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     deb = next(build_dir.glob("pfbuild-data_*.deb"))
@@ -219,6 +148,7 @@ def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
         inputs.checked_debs(build_dir)
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_checked_debs_refuses_a_stray_deb(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     make_deb(build_dir, "stray", "1.0-1+pf1~trixie", "all")
@@ -226,6 +156,7 @@ def test_checked_debs_refuses_a_stray_deb(ctx: Context) -> None:
         inputs.checked_debs(build_dir)
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_checked_debs_needs_a_changes_file(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     for changes in build_dir.glob("*.changes"):
@@ -234,6 +165,7 @@ def test_checked_debs_needs_a_changes_file(ctx: Context) -> None:
         inputs.checked_debs(build_dir)
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_a_deb_without_the_target_suffix_is_refused(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     info = inputs.deb_info(next(build_dir.glob("pfbuild-hello_*.deb")))
@@ -247,6 +179,7 @@ def test_a_deb_without_the_target_suffix_is_refused(ctx: Context) -> None:
         inputs.check_deb_for_target(info, RESOLUTE)
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_an_unchecked_or_failed_build_is_refused(ctx: Context) -> None:
     make_build(ctx, TRIXIE, "1.0")
     write_verdict(ctx, TRIXIE, "1.0", "hello", "fail")
@@ -372,6 +305,7 @@ def test_carry_over_keeps_the_previous_indexes_by_hash(tmp_path: Path) -> None:
     assert (by_hash / "Packages").read_text() == "two"
 
 
+@pytest.mark.integration  # gpg makes the signing key
 def test_refresh_tree_flips_generations_and_keeps_two(ctx: Context) -> None:
     key = ensure_signing_key(ctx, SigningConfig())
     try:
@@ -413,6 +347,7 @@ def test_cli_wants_recipe_and_version_together(
     assert not ctx.dist_dir.exists()
 
 
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_cli_fails_clearly_while_another_publisher_holds_the_lock(
     ctx: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -431,9 +366,10 @@ def test_cli_rollback_of_an_unpublished_suite_is_refused(
     ctx: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--workspace", str(ctx.workspace), "publish", "--rollback", "resolute"]) == 3
-    assert "suite resolute is not published" in capsys.readouterr().err
+    assert "suite resolute was never published" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # gpg makes the signing key
 def test_cli_with_nothing_built_says_so(ctx: Context, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workspace", str(ctx.workspace), "publish"]) == 3
     assert "nothing to publish" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from builder.commands import verify_reproducible as command
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
 from builder.model.distro import TRIXIE, Distribution
+from tests.fixtures.reproducible import ALL_VARIATIONS
 
 pytestmark = pytest.mark.unit
 
@@ -92,18 +93,6 @@ pfbuild-variation: target=binary umask=0002 user=root uid=0 home=/x tz=GMT-14 \
 lc_all=fr_CH.UTF-8 charmap=UTF-8 clock=2027-12-03T13:22:00Z
 """
 
-ALL_VARIATIONS = {
-    "build path",
-    "parallel jobs",
-    "clock",
-    "time zone",
-    "locale",
-    "umask",
-    "build user",
-    "home directory",
-}
-
-
 # ---- build B as data ------------------------------------------------------------------------
 
 
@@ -121,6 +110,7 @@ def test_b_is_one_sbuild_command_with_the_variations_and_no_network(tmp_path: Pa
     )
 
 
+@pytest.mark.integration  # perl -c checks the config
 def test_b_config_is_valid_perl_with_user_mount_and_chroot_commands(tmp_path: Path) -> None:
     odd = tmp_path / "it's here"
     text = sbuild_config(odd, "pfbuild")
@@ -137,6 +127,7 @@ def test_b_config_is_valid_perl_with_user_mount_and_chroot_commands(tmp_path: Pa
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.integration  # the wrapper runs in /bin/sh with coreutils
 def test_the_rules_wrapper_varies_umask_locale_and_zone_then_runs_the_rules(
     tmp_path: Path,
 ) -> None:
@@ -393,6 +384,7 @@ exit 1
 """
 
 
+@pytest.mark.integration  # coreutils timeout runs a /bin/sh diffoscope
 def test_differences_get_a_diffoscope_report_and_the_manifest_an_entry(
     own_ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,14 @@ from builder.core.errors import CommandError, PfbuildError
 pytestmark = pytest.mark.unit
 
 
+def python(code: str) -> list[str]:
+    """This Python running `code`: the runner's subject, and no host tool for the unit tier."""
+    return [sys.executable, "-c", f"import sys\n{code}"]
+
+
 def test_failure_carries_command_status_and_tail() -> None:
     with pytest.raises(CommandError) as exc:
-        run.run(["sh", "-c", "for i in $(seq 1 40); do echo line$i; done; exit 7"])
+        run.run(python("for i in range(1, 41): print(f'line{i}')\nsys.exit(7)"))
     err = exc.value
     assert err.returncode == 7
     assert "line40" in err.tail and "line1\n" not in err.tail
@@ -24,7 +30,7 @@ def test_failure_carries_command_status_and_tail() -> None:
 def test_output_goes_to_the_log_and_the_error_names_it(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "x.log"
     with pytest.raises(CommandError) as exc:
-        run.run(["sh", "-c", "echo to-the-log; exit 1"], log_path=log)
+        run.run(python("print('to-the-log'); sys.exit(1)"), log_path=log)
     assert log.read_text() == "to-the-log\n"
     assert str(log) in exc.value.one_line()
 

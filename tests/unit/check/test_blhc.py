@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 from builder.check.blhc import blhc_cmdline, evidence_for, parse_blhc, scan_build_log
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
 
-EXCERPT = (
-    Path(__file__).resolve().parent.parent / "fixtures" / "hardening" / "build-log-excerpt.txt"
-)
+EXCERPT = REPO / "tests" / "fixtures" / "hardening" / "build-log-excerpt.txt"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from builder import cli
 from builder.commands.exits import Exit
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +73,7 @@ def test_crash_is_exit_70_without_traceback_unless_debug(
 
 
 def test_readme_and_help_carry_the_one_exit_table(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", readme, re.M))
     assert {int(code) for code in rows} == {int(code) for code in Exit}
     assert cli.main(["--help"]) == 0

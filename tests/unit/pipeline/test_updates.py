@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import json
 import lzma
 import shutil
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from builder.pipeline.updates import (
     release_of,
     sources_versions,
 )
-from tests.fixtures.sources import make_test_key
+from tests.fixtures.sources import http_mirror, make_test_key
 
 pytestmark = pytest.mark.unit
 
@@ -47,41 +45,12 @@ SAME = LISTING.replace(b"3.11.7", b"3.11.6")
 GARBAGE = b"<html><body>\x00\xff Service temporarily unavailable; try postfix.org</body></html>"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: Mapping[str, bytes] = {}
-    release: threading.Event = threading.Event()
-
-    def do_GET(self) -> None:
-        if self.path == HANG:
-            # Accept the connection and never answer (until the test ends).
-            self.release.wait(30)
-            return
-        body = self.routes.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def mirror() -> Iterator[str]:
     """A listing server on 127.0.0.1: /new/, /same/, /garbage/, and /hang/ that never answers."""
-    release = threading.Event()
     routes = {"/new/": LISTING, "/same/": SAME, "/garbage/": GARBAGE}
-    handler = type("Handler", (_Handler,), {"routes": routes, "release": release})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
+    with http_mirror({path: (200, body, None) for path, body in routes.items()}, [HANG]) as base:
+        yield base
 
 
 @pytest.fixture
@@ -277,6 +246,7 @@ def _signed_archive(where: Path, sources: str) -> tuple[str, Path]:
     return f"file://{where / 'archive'}", keyring
 
 
+@pytest.mark.integration  # gpg signs the archive and gpgv checks it
 def test_debian_fallback_reads_the_signed_sources_index(tmp_path: Path, ctx: Context) -> None:
     sources = (
         "Package: postfix\nVersion: 3.11.6-1\nDirectory: pool/main/p/postfix\n\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,44 +16,10 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE
 from tests.conftest import UBUNTU_KEYRING_DEB
+from tests.fixtures.keyrings import make_fake_keyring_deb
 
-pytestmark = pytest.mark.unit
-
-
-def make_fake_keyring_deb(where: Path) -> Path:
-    """An 'ubuntu-keyring' package whose keyring holds a freshly made, untrusted key."""
-    home = where / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(
-        [
-            "gpg",
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Fake Archive <f@x.invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    tree = where / "deb"
-    keyrings = tree / "usr/share/keyrings"
-    keyrings.mkdir(parents=True)
-    exported = subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True)
-    (keyrings / "ubuntu-archive-keyring.gpg").write_bytes(exported.stdout)
-    (tree / "DEBIAN").mkdir()
-    (tree / "DEBIAN/control").write_text(
-        "Package: ubuntu-keyring\nVersion: 9999\nArchitecture: all\n"
-        "Maintainer: nobody <n@x.invalid>\nDescription: fake\n"
-    )
-    deb = where / "ubuntu-keyring_9999_all.deb"
-    subprocess.run(["dpkg-deb", "--build", str(tree), str(deb)], check=True, capture_output=True)
-    return deb
+# ensure_keyring unpacks with dpkg-deb and checks the fingerprint with gpg.
+pytestmark = pytest.mark.integration
 
 
 def test_fake_keyring_is_refused_and_nothing_is_kept(tmp_path: Path, ctx: Context) -> None:
@@ -74,6 +38,7 @@ def test_genuine_keyring_package_is_accepted_offline(ctx: Context) -> None:
     assert path.stat().st_size > 0
 
 
+@pytest.mark.unit
 def test_a_private_keyring_is_staged_world_readable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
