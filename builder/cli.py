@@ -21,6 +21,7 @@ from builder.commands import (
     doctor,
     fetch,
     image,
+    lint_config,
     manifest,
     matrix,
     publish,
@@ -30,6 +31,7 @@ from builder.commands import (
     verify_reproducible,
 )
 from builder.commands.exits import Exit, exit_table
+from builder.core.atomic import remove_stale_temps
 from builder.core.context import (
     DEFAULT_BUILD_USER,
     DEFAULT_MAX_AGE_DAYS,
@@ -55,6 +57,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     check_upstream,
     matrix,
     verify_reproducible,
+    lint_config,
 )
 
 
@@ -141,7 +144,7 @@ def make_context(args: argparse.Namespace) -> Context:
             f"--max-age-days must not be negative, got {args.max_age_days}",
             fix="pass 0 to always rebuild, or a number of days",
         )
-    return Context(
+    ctx = Context(
         workspace=prepare_workspace(args.workspace),
         archive_overrides=tuple(archives),
         max_age_days=args.max_age_days,
@@ -149,6 +152,9 @@ def make_context(args: argparse.Namespace) -> Context:
         keyring_debs=tuple(keyring_debs),
         docker_host=args.docker_host,
     )
+    # What killed runs left in tmp/ (fetch-*, source-*, ...) goes once its process is gone.
+    remove_stale_temps(ctx.tmp_dir)
+    return ctx
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

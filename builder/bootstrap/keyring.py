@@ -1,4 +1,4 @@
-"""Archive keyrings per target: the host's, or one from the archive pinned by fingerprint."""
+"""Archive keyrings per target: the host's, or the pinned keys out of the archive's package."""
 
 from __future__ import annotations
 
@@ -106,12 +106,12 @@ def _find_keyring_deb(
 
 
 def _check_archive_signed(
-    dist: Distribution, keyring_file: Path, packages_xz: bytes, tmp: Path
+    dist: Distribution, keyring: ArchiveKeyring, keyring_file: Path, packages_xz: bytes, tmp: Path
 ) -> None:
-    """Close the loop: InRelease verifies with the new keyring and vouches for the index we used."""
+    """Close the loop: the pinned key signed InRelease, and it vouches for the index we used."""
     inrelease = tmp / "InRelease"
     download(f"{dist.archive_url}/dists/{dist.name}/InRelease", inrelease)
-    release = gpg.clearsigned_text(keyring_file, inrelease)
+    release = gpg.clearsigned_text(keyring_file, inrelease, keyring.fingerprints)
     index_name = _index_name(dist)
     want = release_hashes(release).get(index_name)
     if want is None or hashlib.sha256(packages_xz).hexdigest() != want[0]:
@@ -136,6 +136,11 @@ def ensure_keyring(ctx: Context, dist: Distribution) -> Path:
         return final
     if final.is_file():
         gpg.require_fingerprints(final, keyring.fingerprints, f"cached keyring {final}")
+        if gpg.primary_fingerprints(final) != {fp.upper() for fp in keyring.fingerprints}:
+            # Made by an older pfbuild that kept every key of the package: keep only the pin.
+            with atomic_file(final) as out:
+                gpg.export_pinned_keys(final, keyring.fingerprints, out, f"cached keyring {final}")
+            log.warning("%s: dropped the unpinned keys from %s", dist.name, final)
         return final
     local_deb = ctx.keyring_deb(dist.name)
     with tempfile.TemporaryDirectory(dir=ctx.tmp_dir, prefix="keyring-") as tmpdir:
@@ -147,12 +152,20 @@ def ensure_keyring(ctx: Context, dist: Distribution) -> Path:
         deb = local_deb or _find_keyring_deb(dist, keyring, packages_xz, tmp)
         if not deb.is_file():
             raise PfbuildError(f"keyring package {deb} does not exist", fix="pass an existing .deb")
+        shipped = tmp / "shipped.gpg"
+        shipped.write_bytes(extract_deb_member(deb, keyring.member))
+        # The package's keyring holds more keys than the pin (older archive keys, the CD image
+        # key): gpgv would accept any of them, so only the pinned keys are exported for use.
         candidate = tmp / "keyring.gpg"
-        candidate.write_bytes(extract_deb_member(deb, keyring.member))
-        gpg.require_fingerprints(candidate, keyring.fingerprints, f"the keyring in {deb.name}")
+        gpg.export_pinned_keys(
+            shipped, keyring.fingerprints, candidate, f"the keyring in {deb.name}"
+        )
         if local_deb is None:
-            _check_archive_signed(dist, candidate, packages_xz, tmp)
+            _check_archive_signed(dist, keyring, candidate, packages_xz, tmp)
         with atomic_file(final) as out:
             out.write_bytes(candidate.read_bytes())
-    log.info("%s: archive keyring from %s verified by fingerprint", dist.name, keyring.package)
+    log.info(
+        "%s: archive keyring from %s: only the pinned %s",
+        dist.name, keyring.package, ", ".join(keyring.fingerprints),
+    )  # fmt: skip
     return final

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from builder.check.tools import (
     run_lintian,
 )
 from builder.core import run
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import Distribution
@@ -144,7 +144,7 @@ def check_build(
     log_path = build_dir / "build.log"
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
     scan = scan_build_log(text)
-    with tempfile.TemporaryDirectory(dir=ctx.tmp_dir, prefix="hardening-") as tmp:
+    with pid_temp_dir(ctx.tmp_dir, "hardening-") as tmp:
         root = Path(tmp)
         elves, skipped = _collect_elves(debs, root)
         reports, more_skipped = _judge_files(elves, scan, dist)

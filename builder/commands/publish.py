@@ -12,7 +12,7 @@ from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
 from builder.publish import repo as publish
 from builder.publish import serve, signing
-from builder.publish.artifact import find_artifacts, install_artifact, verify_artifacts
+from builder.publish.artifact import find_artifacts, import_verified, verify_artifacts
 
 NAME = "publish"
 HELP = "publish the checked .debs of every target as a signed apt repository (dist/apt)"
@@ -117,7 +117,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     targets = selected_targets(ctx, args)
     builds: list[tuple[str, str]] = []
     if args.from_dirs:
-        # Every artifact is verified, and the request checked, before any enters the workspace.
+        # Every artifact is verified, and the request checked, before any enters the workspace:
+        # the manifests first, then every artifact's contents on a copy (packages read whole,
+        # build records, the hardening check run here); only then are they all installed.
         imported = verify_artifacts(find_artifacts(args.from_dirs))
         names = {a.target for a in imported}
         targets = [t for t in targets if t.name in names]
@@ -126,11 +128,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 f"the artifacts are for {', '.join(sorted(names))}, not the --target given",
                 fix="drop --target, or pass artifacts of that target",
             )
-        for artifact in imported:
-            install_artifact(ctx, artifact)
+        staged = import_verified(ctx, imported, allow_unchecked=args.allow_unchecked)
         builds = sorted({(a.recipe, a.version) for a in imported})
-        for artifact in imported:
-            print(f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version}")
+        for build in staged:
+            artifact = build.artifact
+            print(
+                f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version} "
+                f"(hardening check here: {build.report.verdict})"
+            )
     if args.rollback:
         publish.check_rollback(ctx, args.rollback)
     key = signing.ensure_signing_key(ctx, config)

@@ -19,6 +19,18 @@ def _where(error: jsonschema.ValidationError) -> str:
     return path.lstrip(".") or "the top level"
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer"}
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    # jsonschema quotes the whole offending value, which may be the whole document.
+    if error.validator == "type":
+        found = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
+        return f"expected {error.validator_value}, found {found}"
+    message = error.message
+    return message if len(message) <= 160 else message[:160] + "..."
+
+
 def validate(document: Any, schema: Mapping[str, Any], what: str, fix: str) -> None:
     """Refuse `document` unless it matches `schema`; the first problem becomes one line."""
     try:
@@ -28,5 +40,5 @@ def validate(document: Any, schema: Mapping[str, Any], what: str, fix: str) -> N
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
-        message = first.message if len(first.message) <= 200 else first.message[:200] + "..."
+        message = _describe(first)
         raise PfbuildError(f"{what} is malformed", f"at {_where(first)}: {message}", fix)

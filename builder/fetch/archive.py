@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import lzma
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,10 +14,9 @@ from debian import deb822
 
 from builder.core import gpg
 from builder.core.aptindex import release_hashes
-from builder.core.atomic import atomic_file
+from builder.core.atomic import atomic_file, pid_path, write_errors
 from builder.core.context import Context
-from builder.core.digest import sha256_file
-from builder.core.download import DownloadError, download
+from builder.core.download import DownloadError, TooLargeError, download
 from builder.core.errors import PfbuildError
 from builder.model.recipe import ArchiveSource
 
@@ -96,10 +95,13 @@ class ArchiveChain:
     def signed_release(self, suite: str) -> dict[str, tuple[str, int]]:
         """Download and verify `suite`'s InRelease; return its SHA256 table."""
         url = f"{self.archive_url}/dists/{suite}/InRelease"
-        dest = self.ctx.tmp_dir / f"InRelease-{suite}-{os.getpid()}"
+        # Named for this process: a kill leaves it for the next run to remove.
+        dest = pid_path(self.ctx.tmp_dir, f"InRelease-{suite}")
         try:
             download(url, dest)
-            payload = gpg.clearsigned_text(self.keyring, dest)
+            # The recipe trusts the host keyring as a whole: any of its keys may sign.
+            signers = gpg.keyring_fingerprints(self.keyring)
+            payload = gpg.clearsigned_text(self.keyring, dest, signers)
         finally:
             dest.unlink(missing_ok=True)
         release = deb822.Release(payload)
@@ -125,24 +127,48 @@ class ArchiveChain:
                 "the archive layout is not what pfbuild expects",
                 "check the suite and component in the recipe",
             )
-        # Content-addressed by the signed hash: a stale or tampered copy never matches.
+        # Content-addressed by the signed hash, and the bytes used are the bytes hashed: a
+        # stale, tampered or half-written copy is never decompressed.
         cached = self.ctx.archive_cache / f"{want[0]}.xz"
-        if not cached.is_file() or sha256_file(cached) != want[0]:
-            with atomic_file(cached) as tmp:
-                got = download(f"{self.archive_url}/dists/{suite}/{name}", tmp)
+        data = _read_verified(cached, want[0])
+        if data is None:
+            url = f"{self.archive_url}/dists/{suite}/{name}"
+            with write_errors(cached), atomic_file(cached) as tmp:
+                try:
+                    got = download(url, tmp, max_bytes=want[1])
+                except TooLargeError:
+                    got = f"(more than the signed {want[1]} bytes)"
                 if got != want[0]:
                     raise PfbuildError(
                         f"{suite} {name} does not match its signed InRelease",
                         f"sha256 {got} != {want[0]}",
                         "retry later: the mirror may be updating",
                     )
-        text = lzma.decompress(cached.read_bytes()).decode("utf-8", errors="replace")
+                data = tmp.read_bytes()
+            if hashlib.sha256(data).hexdigest() != want[0]:
+                raise PfbuildError(
+                    f"{suite} {name} changed on disk after its download", fix="retry"
+                )
+        text = lzma.decompress(data).decode("utf-8", errors="replace")
         self._indexes[key] = text
         return text
 
 
+def _read_verified(path: Path, sha256: str) -> bytes | None:
+    """The bytes of a cached file when they hash to `sha256`, else None (missing or changed)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
 def _download_checked(url: str, dest: Path, sha256: str, size: int | None, what: str) -> None:
-    got = download(url, dest)
+    # A file whose size is signed may not grow past it: a hostile mirror cannot fill the disk.
+    try:
+        got = download(url, dest, max_bytes=size)
+    except TooLargeError:
+        got = f"(more than the listed {size} bytes)"
     if got != sha256 or (size is not None and dest.stat().st_size != size):
         dest.unlink(missing_ok=True)
         raise PfbuildError(

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -23,6 +22,7 @@ from debian import deb822
 from debian.debian_support import Version
 
 import docker
+from builder.core.atomic import pid_temp_dir
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
@@ -255,7 +255,7 @@ def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
 @contextmanager
 def build_context_dir(ctx: Context) -> Iterator[Path]:
     """A temporary build context directory, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="image-", dir=ctx.tmp_dir) as tmp:
+    with pid_temp_dir(ctx.tmp_dir, "image-") as tmp:
         yield Path(tmp)
 
 

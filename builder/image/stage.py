@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from builder.bootstrap.buildenv import ensure_base_image
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
@@ -111,7 +111,7 @@ def prove_variant(
     client = docker_client(ctx)
     # The client needs OpenSSL >= 3.5: trixie's, on the same base the debian variant uses.
     tls_client = ensure_tls_client_image(client, base_image_for(ctx, TRIXIE, base_images or {}))
-    with tempfile.TemporaryDirectory(prefix="imagetest-", dir=ctx.tmp_dir) as tmp:
+    with pid_temp_dir(ctx.tmp_dir, "imagetest-") as tmp:
         proofs = prove_image(client, tag, tls_client, scratch=Path(tmp), healthcheck=healthcheck)
     failed = [p for p in proofs if not p.ok]
     if check and failed:

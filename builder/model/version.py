@@ -7,6 +7,8 @@ import re
 from debian.debian_support import Version
 
 from builder.core.errors import PfbuildError
+from builder.model.distro import Distribution
+from builder.model.recipe import Recipe
 
 SUFFIX_RE = re.compile(r"~[a-z][a-z0-9]*")
 
@@ -32,3 +34,10 @@ def package_version(upstream: str, base_version: str, rebuild: int, suffix: str)
 def is_newer(candidate: str, than: str) -> bool:
     """dpkg --compare-versions `candidate` gt `than`."""
     return bool(Version(candidate) > Version(than))
+
+
+def target_version(recipe: Recipe, version: str, dist: Distribution) -> str:
+    """The Debian version of `recipe` `version` on `dist`: what the source stage writes."""
+    src = recipe.packaging_for(version)
+    upstream = version if recipe.upstream is not None else src.upstream_version
+    return package_version(upstream, src.version, recipe.rebuild, dist.version_suffix)

@@ -101,9 +101,9 @@ def sources_versions(index_text: str, package: str, series: str) -> list[str]:
 
 def newest_from_listing(url: str, recipe: Recipe, timeout: float) -> str:
     """The newest release of the recipe's series in one mirror's listing."""
-    data = fetch_bytes(url, timeout=timeout)
-    if len(data) > MAX_LISTING_BYTES:
-        raise PfbuildError(f"{url} is not a release listing", f"{len(data)} bytes is too large")
+    # The cap applies while the listing streams in: a huge or endless answer is cut off at it,
+    # not read whole first.
+    data = fetch_bytes(url, timeout=timeout, max_bytes=MAX_LISTING_BYTES)
     text = data.decode("utf-8", errors="replace")
     versions = listing_versions(text, recipe.source_package, recipe.series)
     if not versions:

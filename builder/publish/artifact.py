@@ -3,29 +3,44 @@
 `pfbuild build` and `pfbuild check` leave `artifacts/<recipe>_<version>_<target>/` in the
 workspace: the .debs, .changes, .buildinfo, build log and hardening report of one build, with
 `artifact.json` naming each file's SHA-256 and where it came from. CI uploads that folder from the
-build runner; `pfbuild publish --from DIR` on another machine verifies every folder it finds
-(format, recipe definition, every file's hash, no stray file, the check verdict) before any of it
-enters that workspace's builds, so a build made elsewhere is published exactly as a local one.
+build runner; `pfbuild publish --from DIR` on another machine takes in every folder it finds.
+
+Nothing in the folder is believed because the folder says so: artifact.json is unsigned and lives
+beside the files it describes, so whoever can change one file can re-hash the rest. On arrival
+every file is copied into a temporary place and checked there: the manifest against its schema
+and the recipe, every package read whole by dpkg-deb and proven to be one of the recipe's binary
+packages at the version and architecture pfbuild gives it, the .changes and .buildinfo against
+the files and each other, and the hardening check run again. That check's verdict decides; the
+artifact's own report is kept beside it, and a different verdict is an error. Only when every
+artifact passed does any of them replace a build of the workspace.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from builder import __version__
+from builder.check.hardening import check_build
+from builder.check.report import HardeningReport, write_report
+from builder.check.stage import recipe_expectations
 from builder.core.atomic import atomic_dir, link_or_copy
 from builder.core.checkout import git_revision
 from builder.core.context import Context
 from builder.core.digest import data_digest, sha256_file
 from builder.core.errors import PfbuildError
-from builder.model.distro import TARGETS
-from builder.model.recipe import load_recipe
+from builder.core.schema import NON_EMPTY, SHA256, validate
+from builder.model.distro import TARGETS, Distribution
+from builder.model.recipe import Recipe, load_recipe
+from builder.model.version import target_version
+from builder.publish.inputs import PACKAGE_SUFFIXES, check_build_records, read_whole_deb
 
 log = logging.getLogger("pfbuild")
 
@@ -34,6 +49,46 @@ MANIFEST = "artifact.json"
 REPORT_FILES = ("hardening.json", "hardening.txt")
 # Where a build's log sits in the build directory, and under which name it travels.
 BUILD_LOG = "build.log"
+# What a build leaves (sbuild's result files and its log) and the check adds: nothing else travels.
+BUILD_SUFFIXES = (*PACKAGE_SUFFIXES, ".changes", ".buildinfo")
+# The artifact's own report keeps its names with this prefix, beside the report made on import.
+CLAIMED_PREFIX = "artifact-"
+CHECK_FIX = "do not use this artifact: build and check that target again on the build runner"
+
+_FILE_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "sha256", "size"],
+    "properties": {"name": NON_EMPTY, "sha256": SHA256, "size": {"type": "integer", "minimum": 0}},
+}
+_CHECK = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["verdict", "report"],
+    "properties": {"verdict": {"enum": ["pass", "fail"]}, "report": {"const": "hardening.json"}},
+}
+ARTIFACT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "format", "recipe", "version", "target", "arch", "recipe_digest", "build_key", "check",
+        "files",
+    ],
+    "properties": {
+        "format": {"const": FORMAT},
+        "recipe": NON_EMPTY,
+        "version": NON_EMPTY,
+        "target": NON_EMPTY,
+        "arch": NON_EMPTY,
+        "recipe_digest": NON_EMPTY,
+        "build_key": {"type": "string"},
+        "pfbuild": {"type": "string"},
+        "revision": {"type": "string"},
+        "created": {"type": "string"},
+        "check": {"oneOf": [{"type": "null"}, _CHECK]},
+        "files": {"type": "array", "minItems": 1, "items": _FILE_ENTRY},
+    },
+}  # fmt: skip
 
 
 def artifact_name(recipe: str, version: str, target: str) -> str:
@@ -102,20 +157,34 @@ def export_build(ctx: Context, recipe: str, version: str, target: str) -> Path:
     return dest
 
 
-# ---- import -----------------------------------------------------------------------------------
+# ---- import: the manifest --------------------------------------------------------------------
+
+
+class FileEntry(NamedTuple):
+    """One file an artifact lists: its name, SHA-256 and size."""
+
+    name: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """One verified artifact folder."""
+    """One artifact folder whose manifest, names and hashes agree (its contents not yet proven)."""
 
     path: Path
     recipe: str
     version: str
     target: str
     build_key: str
-    files: tuple[str, ...]
-    checked: bool
+    files: tuple[FileEntry, ...]
+    # The verdict the artifact's report gives, or None: kept to compare, never believed.
+    claimed: str | None
+
+    @property
+    def checked(self) -> bool:
+        """Whether the artifact claims a passed check (believed only once it passes here too)."""
+        return self.claimed == "pass"
 
 
 def find_artifacts(roots: Iterable[Path]) -> list[Path]:
@@ -143,29 +212,25 @@ def find_artifacts(roots: Iterable[Path]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def _field(data: Mapping[str, Any], name: str, folder: Path) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value:
-        raise PfbuildError(
-            f"{folder / MANIFEST} has no valid {name!r}",
-            "the artifact's manifest is damaged or was not written by pfbuild",
-            "upload the artifact folder again from the build that made it",
-        )
-    return value
+def _refuse_unsafe_names(data: Mapping[str, Any], folder: Path) -> None:
+    """The most dangerous malformation first: a file name that leaves the folder."""
+    entries = data.get("files")
+    for entry in entries if isinstance(entries, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise PfbuildError(
+                f"{folder / MANIFEST} lists an unsafe file name {name!r}",
+                "artifact files are plain names inside the folder",
+                "do not use this artifact",
+            )
 
 
-def _safe_name(name: object, folder: Path) -> str:
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise PfbuildError(
-            f"{folder / MANIFEST} lists an unsafe file name {name!r}",
-            "artifact files are plain names inside the folder",
-            "do not use this artifact",
-        )
-    return name
+def _is_build_file(name: str) -> bool:
+    return name in (BUILD_LOG, *REPORT_FILES) or name.endswith(BUILD_SUFFIXES)
 
 
-def verify_artifact(folder: Path) -> Artifact:
-    """Check one artifact folder against its manifest; raise on the first problem."""
+def read_artifact_manifest(folder: Path) -> dict[str, Any]:
+    """An artifact's manifest, read and checked against its schema."""
     data = _read_json(folder / MANIFEST)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PfbuildError(
@@ -173,31 +238,44 @@ def verify_artifact(folder: Path) -> Artifact:
             "the folder was not written by this pfbuild, or the file is damaged",
             "rebuild with the same pfbuild checkout as the publisher",
         )
-    recipe_name = _field(data, "recipe", folder)
-    version = _field(data, "version", folder)
-    target = _field(data, "target", folder)
+    _refuse_unsafe_names(data, folder)
+    validate(data, ARTIFACT_SCHEMA, str(folder / MANIFEST), "upload the artifact folder again")
+    return data
+
+
+def _check_file(path: Path, entry: FileEntry) -> None:
+    if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+        raise PfbuildError(
+            f"{path} does not match the SHA-256 in {MANIFEST}",
+            "the file changed after the build runner described it",
+            "download the artifact again, or rebuild that target",
+        )
+
+
+def verify_artifact(folder: Path) -> Artifact:
+    """Check one artifact folder against its manifest; raise on the first problem."""
+    data = read_artifact_manifest(folder)
+    recipe_name, version, target = data["recipe"], data["version"], data["target"]
     recipe = load_recipe(recipe_name)
     recipe.validate_version(version)
-    if target not in TARGETS:
+    if target not in TARGETS or target not in recipe.binary_packages:
         raise PfbuildError(
-            f"{folder}: unknown target {target!r}",
-            f"pfbuild knows {', '.join(TARGETS)}",
+            f"{folder}: unknown target {target!r} for {recipe_name}",
+            f"it builds for {', '.join(recipe.binary_packages)}",
             "publish it with the pfbuild that built it",
         )
-    if data.get("recipe_digest") != data_digest(recipe):
+    if data["arch"] != TARGETS[target].arch:
+        raise PfbuildError(
+            f"{folder}: built for {data['arch']!r}, not {target}'s {TARGETS[target].arch}",
+            fix="do not use this artifact",
+        )
+    if data["recipe_digest"] != data_digest(recipe):
         raise PfbuildError(
             f"{folder}: {recipe_name} {version} was built from another definition of the recipe",
             "the build runner's recipe differs from this checkout's",
             "build and publish from the same pfbuild commit",
         )
-    entries = data.get("files")
-    if not isinstance(entries, list) or not entries:
-        raise PfbuildError(f"{folder / MANIFEST} lists no files", fix="do not use this artifact")
-    listed: dict[str, Mapping[str, Any]] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise PfbuildError(f"{folder / MANIFEST} has a malformed file entry {entry!r}")
-        listed[_safe_name(entry.get("name"), folder)] = entry
+    listed = {e["name"]: FileEntry(e["name"], e["sha256"], e["size"]) for e in data["files"]}
     present = {p.name for p in folder.iterdir()} - {MANIFEST}
     strays = sorted(present - set(listed))
     if strays:
@@ -208,46 +286,47 @@ def verify_artifact(folder: Path) -> Artifact:
         )
     for name, entry in sorted(listed.items()):
         path = folder / name
+        if not _is_build_file(name):
+            raise PfbuildError(
+                f"{folder / MANIFEST} lists {name}, which no build leaves",
+                f"an artifact carries packages, .changes, .buildinfo, {BUILD_LOG} and its report",
+                "do not use this artifact",
+            )
         if not path.is_file() or path.is_symlink():
             raise PfbuildError(
                 f"{folder} lacks {name}, which its manifest lists",
                 "the artifact is incomplete",
                 "download the whole artifact folder again",
             )
-        if sha256_file(path) != entry.get("sha256") or path.stat().st_size != entry.get("size"):
-            raise PfbuildError(
-                f"{path} does not match the SHA-256 in {MANIFEST}",
-                "the file changed after the build runner described it",
-                "download the artifact again, or rebuild that target",
-            )
+        _check_file(path, entry)
     if not any(name.endswith(".deb") for name in listed):
         raise PfbuildError(f"{folder} holds no .deb", fix="upload the build's whole folder")
-    checked = _verify_check(data.get("check"), folder, target)
+    claimed = _verify_check(data["check"], folder, target)
     return Artifact(
-        folder, recipe_name, version, target, str(data.get("build_key", "")),
-        tuple(sorted(listed)), checked,
+        folder, recipe_name, version, target, data["build_key"],
+        tuple(listed[name] for name in sorted(listed)), claimed,
     )  # fmt: skip
 
 
-def _verify_check(check: object, folder: Path, target: str) -> bool:
-    """The recorded verdict must be the report's own; True when the build passed its check."""
+def _verify_check(check: Mapping[str, Any] | None, folder: Path, target: str) -> str | None:
+    """The recorded verdict must be its report's own; return it (None when there is no check)."""
     if check is None:
-        return False
-    report = _read_json(folder / "hardening.json") if isinstance(check, dict) else None
-    if not isinstance(check, dict) or not isinstance(report, dict):
+        return None
+    report = _read_json(folder / "hardening.json")
+    if not isinstance(report, dict):
         raise PfbuildError(
             f"{folder / MANIFEST} records a check without a readable hardening.json",
             "the verdict cannot be traced to its report",
             "run `pfbuild check` on the build runner again and upload the folder it refreshes",
         )
-    if report.get("verdict") != check.get("verdict") or report.get("target") != target:
+    if report.get("verdict") != check["verdict"] or report.get("target") != target:
         raise PfbuildError(
-            f"{folder}: the manifest's check verdict {check.get('verdict')!r} is not its "
+            f"{folder}: the manifest's check verdict {check['verdict']!r} is not its "
             f"report's {report.get('verdict')!r} for {report.get('target')!r}",
             "the artifact's parts do not belong together",
             "take the artifact as the build runner uploaded it",
         )
-    return report.get("verdict") == "pass"
+    return str(check["verdict"])
 
 
 def verify_artifacts(folders: Sequence[Path]) -> list[Artifact]:
@@ -266,13 +345,95 @@ def verify_artifacts(folders: Sequence[Path]) -> list[Artifact]:
     return artifacts
 
 
-def install_artifact(ctx: Context, artifact: Artifact) -> None:
-    """Make a verified artifact this workspace's build (and report) of its recipe and target."""
-    report_names = [n for n in artifact.files if n in REPORT_FILES]
-    build_names = [n for n in artifact.files if n not in REPORT_FILES]
+# ---- import: the contents, proven on a copy ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedBuild:
+    """An artifact copied out of its folder and proven there, ready to become a build."""
+
+    artifact: Artifact
+    build_dir: Path
+    report_dir: Path
+    report: HardeningReport
+
+
+def _copy_out(artifact: Artifact, build_dir: Path, report_dir: Path) -> None:
+    """Copy every file (no hard link: the folder may change later) and hash the copy."""
+    for entry in artifact.files:
+        if entry.name in REPORT_FILES:
+            dest = report_dir / f"{CLAIMED_PREFIX}{entry.name}"
+        else:
+            dest = build_dir / entry.name
+        shutil.copyfile(artifact.path / entry.name, dest)
+        _check_file(dest, entry)
+
+
+def _check_packages(artifact: Artifact, recipe: Recipe, dist: Distribution, build_dir: Path) -> str:
+    """Every package is readable whole and one of the recipe's, at its version and arch."""
+    version = target_version(recipe, artifact.version, dist)
+    binaries = recipe.binary_packages[dist.name]
+    allowed = {*binaries, *(f"{name}-dbgsym" for name in binaries)}
+    for path in sorted(p for p in build_dir.iterdir() if p.suffix in PACKAGE_SUFFIXES):
+        info = read_whole_deb(path)
+        if info.package not in allowed:
+            raise PfbuildError(
+                f"{path.name} holds the package {info.package!r}, which {recipe.name} does not "
+                f"build for {dist.name}",
+                f"its binary packages are {', '.join(binaries)} (and their -dbgsym)",
+                CHECK_FIX,
+            )
+        if info.version != version or info.architecture not in (dist.arch, "all"):
+            raise PfbuildError(
+                f"{path.name} is {info.package} {info.version} for {info.architecture}, not "
+                f"{version} for {dist.arch} or all",
+                f"pfbuild builds {recipe.name} {artifact.version} for {dist.name} as {version}",
+                CHECK_FIX,
+            )
+        plain = version.split(":", 1)[-1]
+        if path.name != f"{info.package}_{plain}_{info.architecture}{path.suffix}":
+            raise PfbuildError(
+                f"{path.name} holds {info.package} {info.version} {info.architecture}",
+                "a package's file name must be the one its control file gives",
+                CHECK_FIX,
+            )
+    return version
+
+
+def stage_artifact(ctx: Context, artifact: Artifact, staging: Path) -> StagedBuild:
+    """Copy `artifact` into `staging`, prove its contents, and run the hardening check there."""
+    recipe = load_recipe(artifact.recipe)
+    dist = TARGETS[artifact.target]
+    build_dir, report_dir = staging / "build", staging / "report"
+    build_dir.mkdir(parents=True)
+    report_dir.mkdir()
+    try:
+        _copy_out(artifact, build_dir, report_dir)
+        version = _check_packages(artifact, recipe, dist, build_dir)
+        check_build_records(build_dir, recipe.source_package, version, dist.arch)
+        expected = recipe_expectations(recipe.name, dist)
+        report = check_build(ctx, build_dir, dist, dist.arch, expected)
+    except PfbuildError as exc:
+        # Name the artifact, not the temporary copy the problem was found in.
+        raise PfbuildError(f"artifact {artifact.path}: {exc.what}", exc.why, exc.fix) from None
+    write_report(report, report_dir)
+    if artifact.claimed is not None and artifact.claimed != report.verdict:
+        raise PfbuildError(
+            f"artifact {artifact.path}: its report says {artifact.claimed!r}, the hardening "
+            f"check of its packages here says {report.verdict!r}",
+            "the verdict an artifact carries is not what its packages show",
+            CHECK_FIX,
+        )
+    return StagedBuild(artifact, build_dir, report_dir, report)
+
+
+def _install(ctx: Context, staged: StagedBuild) -> None:
+    """Make a proven artifact this workspace's build and report of its recipe and target."""
+    artifact = staged.artifact
+    build_names = sorted(p.name for p in staged.build_dir.iterdir())
     with atomic_dir(ctx.build_dir(artifact.recipe, artifact.version, artifact.target)) as tmp:
         for name in build_names:
-            link_or_copy(artifact.path / name, tmp / name)
+            link_or_copy(staged.build_dir / name, tmp / name)
         result = {
             "key": f"artifact:{artifact.build_key}",
             "files": [n for n in build_names if n != BUILD_LOG],
@@ -281,18 +442,41 @@ def install_artifact(ctx: Context, artifact: Artifact) -> None:
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     with atomic_dir(ctx.report_dir(artifact.recipe, artifact.version, artifact.target)) as tmp:
-        for name in report_names:
-            link_or_copy(artifact.path / name, tmp / name)
-    state = "checked" if artifact.checked else "NOT checked"
+        for path in sorted(staged.report_dir.iterdir()):
+            link_or_copy(path, tmp / path.name)
     log.info(
-        "%s: imported %s %s from %s (%s)",
-        artifact.target, artifact.recipe, artifact.version, artifact.path, state,
+        "%s: imported %s %s from %s (hardening check here: %s)",
+        artifact.target, artifact.recipe, artifact.version, artifact.path, staged.report.verdict,
     )  # fmt: skip
 
 
-def import_artifacts(ctx: Context, roots: Sequence[Path]) -> list[Artifact]:
+def import_verified(
+    ctx: Context, artifacts: Sequence[Artifact], *, allow_unchecked: bool = False
+) -> list[StagedBuild]:
+    """Prove every artifact on a copy, then install them all (none when one is refused)."""
+    with tempfile.TemporaryDirectory(dir=ctx.tmp_dir, prefix="import-") as tmp:
+        staged = [stage_artifact(ctx, a, Path(tmp) / str(i)) for i, a in enumerate(artifacts)]
+        for build in staged:
+            report, artifact = build.report, build.artifact
+            if report.verdict == "pass":
+                continue
+            if not allow_unchecked:
+                raise PfbuildError(
+                    f"artifact {artifact.path}: {artifact.recipe} {artifact.version} for "
+                    f"{artifact.target} fails its hardening check",
+                    f"{len(report.failures)} problem(s), first: {report.failures[0]}",
+                    "fix the build (or pass --allow-unchecked for a local experiment)",
+                )
+            log.warning("%s: importing %s despite its failed check", artifact.target, artifact.path)
+        for build in staged:
+            _install(ctx, build)
+    return staged
+
+
+def import_artifacts(
+    ctx: Context, roots: Sequence[Path], *, allow_unchecked: bool = False
+) -> list[Artifact]:
     """Verify every artifact under `roots`, then install them all (none when one is bad)."""
     artifacts = verify_artifacts(find_artifacts(roots))
-    for artifact in artifacts:
-        install_artifact(ctx, artifact)
+    import_verified(ctx, artifacts, allow_unchecked=allow_unchecked)
     return artifacts

@@ -12,11 +12,14 @@ from debian import deb822
 from builder.core import run
 from builder.core.context import Context
 from builder.core.digest import sha256_file
-from builder.core.errors import PfbuildError
+from builder.core.errors import CommandError, PfbuildError
 from builder.model.distro import Distribution
 from builder.publish.aptly import ARCHITECTURES
 
 log = logging.getLogger("pfbuild")
+
+# The files dpkg-deb reads: packages, installer packages and Ubuntu's debug symbol packages.
+PACKAGE_SUFFIXES = (".deb", ".udeb", ".ddeb")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,118 @@ def deb_info(deb: Path) -> DebInfo:
         return DebInfo(deb, fields["Package"], fields["Version"], fields["Architecture"])
     except KeyError:
         raise PfbuildError(f"{deb} has no complete control file") from None
+
+
+def deb_read_cmdlines(deb: Path) -> list[list[str]]:
+    """dpkg-deb calls that read a package's control member and data member to their ends."""
+    # --info unpacks the whole control archive; --contents lists the data archive, so its
+    # decompressor runs to the end and checks the stream (a truncated file fails here).
+    return [["dpkg-deb", "--info", str(deb)], ["dpkg-deb", "--contents", str(deb)]]
+
+
+def read_whole_deb(deb: Path) -> DebInfo:
+    """Read a .deb (or .ddeb) whole with dpkg-deb; return its identity, refuse a damaged one."""
+    try:
+        for cmd in deb_read_cmdlines(deb):
+            run.run(cmd)
+        return deb_info(deb)
+    except CommandError as exc:
+        lines = exc.tail.strip().splitlines()
+        raise PfbuildError(
+            f"{deb.name} is not a readable Debian package",
+            f"dpkg-deb: {lines[-1] if lines else 'no output'}",
+            "do not use it: rebuild that target",
+        ) from None
+
+
+# ---- .changes and .buildinfo ------------------------------------------------------------------
+
+
+def _records(build_dir: Path, suffix: str) -> Path:
+    found = sorted(build_dir.glob(f"*{suffix}"))
+    if len(found) != 1:
+        raise PfbuildError(
+            f"the build holds {len(found)} {suffix} files, not one",
+            f"a build leaves exactly one {suffix} describing its packages",
+            "take the build's files as sbuild left them",
+        )
+    return found[0]
+
+
+def _listed_files(record: Path, doc: deb822.Deb822) -> dict[str, tuple[str, int]]:
+    listed: dict[str, tuple[str, int]] = {}
+    try:
+        for entry in doc.get("Checksums-Sha256") or []:
+            name = str(entry["name"])
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(name)
+            listed[name] = (str(entry["sha256"]), int(entry["size"]))
+    except (KeyError, ValueError, TypeError):
+        raise PfbuildError(
+            f"{record.name} has a malformed Checksums-Sha256 entry", fix="rebuild that target"
+        ) from None
+    return listed
+
+
+def _identity(record: Path, doc: deb822.Deb822) -> tuple[str, str, frozenset[str]]:
+    source = str(doc.get("Source") or "").split(" ")[0]
+    version = str(doc.get("Version") or "")
+    archs = frozenset(str(doc.get("Architecture") or "").split())
+    if not source or not version or not archs:
+        raise PfbuildError(
+            f"{record.name} lacks Source, Version or Architecture", fix="rebuild that target"
+        )
+    return source, version, archs
+
+
+def _describe(identity: tuple[str, str, frozenset[str]]) -> str:
+    return f"{identity[0]} {identity[1]} ({' '.join(sorted(identity[2]))})"
+
+
+def check_build_records(build_dir: Path, source: str, version: str, arch: str) -> None:
+    """Refuse unless .changes and .buildinfo agree with each other and with every package file."""
+    changes_path = _records(build_dir, ".changes")
+    buildinfo_path = _records(build_dir, ".buildinfo")
+    with changes_path.open() as handle:
+        changes = deb822.Changes(handle)
+    with buildinfo_path.open() as handle:
+        buildinfo = deb822.BuildInfo(handle)
+    identity = _identity(changes_path, changes)
+    other = _identity(buildinfo_path, buildinfo)
+    if identity != other:
+        raise PfbuildError(
+            f"{changes_path.name} and {buildinfo_path.name} describe different builds",
+            f"{_describe(identity)} against {_describe(other)}",
+            "take the build's files as sbuild left them",
+        )
+    if identity[:2] != (source, version) or not identity[2] <= {arch, "all"}:
+        raise PfbuildError(
+            f"{changes_path.name} is for {_describe(identity)}, not {source} {version} ({arch})",
+            "the build records must describe the build of this recipe and target",
+            "rebuild that target with pfbuild",
+        )
+    packages = {p.name for p in build_dir.iterdir() if p.suffix in PACKAGE_SUFFIXES}
+    for record, doc, want in (
+        (changes_path, changes, packages | {buildinfo_path.name}),
+        (buildinfo_path, buildinfo, packages),
+    ):
+        listed = _listed_files(record, doc)
+        unlisted, extra = sorted(want - set(listed)), sorted(set(listed) - want)
+        if unlisted or extra:
+            raise PfbuildError(
+                f"{record.name} does not list the build's files: "
+                + ", ".join([*(f"{n} missing" for n in unlisted), *(f"{n} extra" for n in extra)]),
+                "every package file must be vouched for by both build records",
+                "take the build's files as sbuild left them",
+            )
+        for name, (sha256, size) in sorted(listed.items()):
+            path = build_dir / name
+            if path.stat().st_size != size or sha256_file(path) != sha256:
+                raise PfbuildError(
+                    f"{name} does not match the SHA-256 and size {record.name} gives",
+                    "the file or its build record changed after the build",
+                    "do not use it: rebuild that target",
+                )
 
 
 def check_deb_for_target(info: DebInfo, dist: Distribution) -> None:

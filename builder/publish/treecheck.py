@@ -66,13 +66,18 @@ def _index_text(path: Path) -> bytes:
     return data
 
 
-def _verify_suite(tree: Path, keyring: Path, suite: str) -> dict[str, tuple[str, int]]:
+def _verify_suite(
+    tree: Path, keyring: Path, fingerprint: str, suite: str
+) -> dict[str, tuple[str, int]]:
     """Check a suite's InRelease and indexes; return its pool files: path -> (sha256, size)."""
     suite_dir = tree / "dists" / suite
     inrelease = suite_dir / "InRelease"
     if not inrelease.is_file():
         raise _refuse(f"{tree}: suite {suite} has no InRelease", "its manifest names the suite")
-    release = deb822.Release(gpg.clearsigned_text(keyring, inrelease))
+    # The tree's key file may carry more keys than its manifest names: only that one may sign,
+    # and only the signed payload (not text around it) lists the indexes.
+    payload = gpg.clearsigned_text(keyring, inrelease, [fingerprint])
+    release = deb822.Release(payload)
     if release.get("Suite") != suite and release.get("Codename") != suite:
         raise _refuse(
             f"{inrelease} is signed for {release.get('Suite')!r}, not {suite}",
@@ -80,7 +85,7 @@ def _verify_suite(tree: Path, keyring: Path, suite: str) -> dict[str, tuple[str,
         )
     packages: dict[str, tuple[str, int]] = {}
     indexes = 0
-    for name, (sha256, size) in sorted(release_hashes(inrelease.read_bytes()).items()):
+    for name, (sha256, size) in sorted(release_hashes(payload).items()):
         path = suite_dir / name
         if not path.is_file():
             continue  # aptly lists compressions it did not write; apt fetches one of them
@@ -125,7 +130,7 @@ def verify_tree(tree: Path, require_key: str | None = None) -> VerifiedTree:
         gpg.require_fingerprints(keyring, [fingerprint], f"{tree / KEY_FILE_NAME}")
         listed: dict[str, tuple[str, int]] = {}
         for suite in suites:
-            listed.update(_verify_suite(tree, keyring, suite))
+            listed.update(_verify_suite(tree, keyring, fingerprint, suite))
     _refuse_outside_links(tree)
     debs = 0
     for root, _dirs, files in os.walk(tree / "pool"):

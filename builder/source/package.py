@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import jinja2
 from debian.changelog import Changelog
 
 from builder.core import run
-from builder.core.atomic import atomic_dir
+from builder.core.atomic import atomic_dir, pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import CommandError, PfbuildError
 from builder.core.unpack import check_tarball, extract_tarball, single_top_dir
@@ -33,7 +32,7 @@ from builder.model.recipe import (
     template_file,
     template_root,
 )
-from builder.model.version import package_version
+from builder.model.version import target_version
 
 log = logging.getLogger("pfbuild")
 
@@ -334,11 +333,9 @@ def render_source(
     ctx: Context, recipe: Recipe, version: str, dist: Distribution, fetched: FetchResult
 ) -> Path:
     """Make one target's source package from fetched, verified inputs; return its .dsc."""
-    src = recipe.packaging_for(version)
-    upstream = version if recipe.upstream is not None else src.upstream_version
-    ours = package_version(upstream, src.version, recipe.rebuild, dist.version_suffix)
+    ours = target_version(recipe, version, dist)
     out = ctx.source_dir(recipe.name, version, dist.name)
-    with tempfile.TemporaryDirectory(dir=ctx.tmp_dir, prefix="source-") as tmpdir:
+    with pid_temp_dir(ctx.tmp_dir, "source-") as tmpdir:
         work = Path(tmpdir)
         tree, upstream_epoch = _unpack_base(work, recipe, version, fetched)
         epoch = entry_epoch(tree, upstream_epoch)

@@ -185,7 +185,9 @@ def _trixie_package(cache: Path, package: str) -> Path:
     inrelease = cache / "InRelease"
     download(f"{archive}/dists/trixie/InRelease", inrelease)
     assert isinstance(TRIXIE.keyring, HostKeyring)
-    release = deb822.Release(gpg.clearsigned_text(Path(TRIXIE.keyring.path), inrelease))
+    keyring = Path(TRIXIE.keyring.path)
+    payload = gpg.clearsigned_text(keyring, inrelease, gpg.keyring_fingerprints(keyring))
+    release = deb822.Release(payload)
     index = "main/binary-amd64/Packages.xz"
     want = {f["name"]: f["sha256"] for f in release["SHA256"]}[index]
     packages_xz = cache / "Packages.xz"

@@ -14,7 +14,7 @@ from builder.core.aptindex import release_hashes
 from builder.core.context import Context, prepare_workspace
 from builder.core.download import download
 from builder.core.errors import PfbuildError
-from builder.core.gpg import clearsigned_text
+from builder.core.gpg import clearsigned_text, keyring_fingerprints
 from builder.fetch.sources import FetchResult, fetch
 from builder.model.recipe import UpstreamMirror, load_recipe
 from tests.fixtures.sources import ORIG
@@ -91,7 +91,8 @@ def test_dsc_not_matching_the_signed_index_is_refused(
     suite = archive / "dists" / "bookworm"
     (suite / "main" / "source").mkdir(parents=True)
     download("http://deb.debian.org/debian/dists/bookworm/InRelease", suite / "InRelease")
-    payload = clearsigned_text(Path(DEBIAN_KEYRING), suite / "InRelease")
+    keyring = Path(DEBIAN_KEYRING)
+    payload = clearsigned_text(keyring, suite / "InRelease", keyring_fingerprints(keyring))
     want = release_hashes(payload)["main/source/Sources.xz"][0]
     sources = net_ctx.cache_dir / "archive" / f"{want}.xz"
     shutil.copyfile(sources, suite / "main" / "source" / "Sources.xz")
