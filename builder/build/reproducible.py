@@ -11,8 +11,8 @@ not applied instead of being claimed (record.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from builder.build.buildlog import observe
 from builder.build.compare import compare_debs, explain_differences
@@ -28,20 +28,8 @@ from builder.model.distro import Distribution
 log = logging.getLogger("pfbuild")
 
 
-class Builder(Protocol):
-    """build_package's shape, so tests can replace sbuild."""
-
-    def __call__(
-        self,
-        ctx: Context,
-        recipe: str,
-        dsc: Path,
-        dist: Distribution,
-        out_dir: Path,
-        *,
-        jobs: int = 0,
-        variant: SbuildVariant | None = None,
-    ) -> BuildResult: ...
+# build_package, or a stand-in with its signature (tests replace sbuild with one).
+Builder = Callable[..., BuildResult]
 
 
 def scratch_dir(ctx: Context, recipe: str, version: str, target: str) -> Path:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from builder.core import run
-from builder.core.atomic import remove_path
+from builder.core.atomic import is_alive, remove_path
 from builder.core.context import Context
 
 
@@ -23,21 +23,11 @@ def give_to_build_user(ctx: Context, *paths: Path) -> None:
             shutil.chown(path, user=ctx.build_user, group=ctx.build_user)
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_stages(root: Path) -> None:
     """Remove stage folders whose pfbuild process is gone (killed mid-build)."""
     for stage in root.glob("*-*") if root.is_dir() else []:
         pid = stage.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _is_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not is_alive(int(pid)):
             remove_path(stage)
 
 
