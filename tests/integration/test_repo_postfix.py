@@ -19,12 +19,12 @@ from builder.core.context import Context
 from builder.model.distro import Distribution
 from builder.model.recipe import load_recipe
 from builder.publish.tree import KEY_FILE_NAME, sources_file_name
-from tests.integration.test_image import POSTFIX_VERSION, published
-from tests.integration.test_publish import AptContainer, apt_container, free_port
+from tests.fixtures.apt import AptContainer, apt_container, free_port
+from tests.integration.conftest import POSTFIX_VERSION
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["apt_container", "published"]  # fixtures this module borrows
+__all__ = ["apt_container"]  # the fixture this module borrows
 
 POSTFIX_SET = (
     "postfix", "postfix-ldap", "postfix-pcre", "postfix-sqlite", "postfix-lmdb", "postfix-cdb",
