@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,24 @@ def test_mirror_fallback_skips_down_404_and_truncated(ctx: Context, tmp_path: Pa
         )
         result = fetch(ctx, offline_postfix(mirrors), "3.11.6")
     assert result.tarball.url == f"file://{ORIG.parent}/postfix_3.11.6.orig.tar.gz"
+
+
+def test_an_answering_official_mirror_is_used_first(ctx: Context) -> None:
+    # Where postfix.org's mirrors answer, the tarball comes from the first of them; the pinned
+    # key decides either way, and the bytes are the release the Debian pool also carries.
+    routes = {
+        "/official/postfix-3.11.6.tar.gz": (200, ORIG.read_bytes(), None),
+        "/official/postfix-3.11.6.tar.gz.gpg2": (200, ORIG_ASC.read_bytes(), None),
+    }
+    with http_mirror(routes) as base:
+        official = UpstreamMirror(
+            f"{base}/official/postfix-{{version}}.tar.gz",
+            f"{base}/official/postfix-{{version}}.tar.gz.gpg2",
+        )
+        result = fetch(ctx, offline_postfix((official, file_mirror(ORIG.parent))), "3.11.6")
+    assert result.tarball.url == f"{base}/official/postfix-3.11.6.tar.gz"
+    assert "622C7C012254C186677469C50C0B590E80CA15A7" in result.tarball.verified_by
+    assert result.tarball.sha256 == hashlib.sha256(ORIG.read_bytes()).hexdigest()
 
 
 def test_all_mirrors_failing_lists_each(ctx: Context) -> None:
