@@ -153,7 +153,7 @@ def make_context(args: argparse.Namespace) -> Context:
         docker_host=args.docker_host,
     )
     # What killed runs left in tmp/ (fetch-*, source-*, ...) goes once its process is gone.
-    remove_stale_temps(ctx.tmp_dir)
+    remove_stale_temps(ctx.tmp_root)
     return ctx
 
 

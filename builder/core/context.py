@@ -70,10 +70,15 @@ class Context:
         return self.workspace / "cache"
 
     @property
+    def tmp_root(self) -> Path:
+        """Scratch space for runs, not made yet (see tmp_dir)."""
+        return self.workspace / "tmp"
+
+    @property
     def tmp_dir(self) -> Path:
-        path = self.workspace / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Scratch space for runs, made on first use."""
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        return self.tmp_root
 
     @property
     def dist_dir(self) -> Path:
