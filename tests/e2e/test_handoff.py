@@ -5,7 +5,10 @@ job builds and checks one recipe for one target in a workspace of its own and le
 folder; the publish job gathers the folders and runs `publish --from`; the image job gets the
 published tree as a plain copy (links resolved, as artifacts store them) and runs
 `image --from ... --test`. Nothing is shared between the workspaces but what a runner restores
-from its cache: the bootstrapped chroots, base images and archive keyrings.
+from its cache. Here that cache is the session release's: chroots, base images, keyrings, and
+also its verified sources and builds, so the build jobs reuse the release's packages (same
+inputs, same build key) instead of compiling postfix four more times: the release test proves
+the compiling, this one the hand-offs.
 """
 
 from __future__ import annotations
@@ -28,19 +31,26 @@ pytestmark = pytest.mark.e2e
 VERSION = "3.11.6"
 IMAGE_NAME = "pfbuild-test/postfix-handoff"
 RUNNER_CACHE = ("chroots", "images", "keyrings")
+# What a build job restores besides: the release's verified downloads, sources and builds.
+BUILD_CACHE = (*RUNNER_CACHE, "cache", "sources", "builds")
 
 
-def runner(root: Path, name: str, shared_workspace: Path) -> Path:
+def runner(
+    root: Path, name: str, shared_workspace: Path, caches: tuple[str, ...] = RUNNER_CACHE
+) -> Path:
     """A fresh workspace with a runner's restored cache (hard links: nothing is copied twice)."""
     ws = root / name
     ws.mkdir()
-    for cache in RUNNER_CACHE:
+    for cache in caches:
         if (shared_workspace / cache).is_dir():
             subprocess.run(["cp", "-al", str(shared_workspace / cache), str(ws)], check=True)
     return ws
 
 
-def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_path: Path) -> None:
+def test_matrix_builds_meet_in_publish_and_image(
+    release: subprocess.CompletedProcess[str], shared_workspace: Path, tmp_path: Path
+) -> None:
+    assert release.returncode == 0, release.stderr[-3000:]
     started = time.monotonic()
     matrix = json.loads(finish(start_pfbuild(tmp_path, "matrix", VERSION, "--json")))
     jobs = [(j["recipe"], j["version"], j["target"]) for j in matrix["include"]]
@@ -53,7 +63,7 @@ def test_matrix_builds_meet_in_publish_and_image(shared_workspace: Path, tmp_pat
     # The build jobs, side by side as runners would run them; each checks what it built.
     builds = {}
     for recipe, version, target in jobs:
-        ws = runner(tmp_path, f"build-{recipe}-{target}", shared_workspace)
+        ws = runner(tmp_path, f"build-{recipe}-{target}", shared_workspace, BUILD_CACHE)
         builds[(recipe, version, target)] = (
             ws, start_pfbuild(ws, "build", recipe, version, "--target", target)
         )  # fmt: skip

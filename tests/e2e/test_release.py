@@ -18,13 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import TIMEOUT, VERSION
 from tests.fixtures.cli import run_pfbuild, start_pfbuild
 
 pytestmark = pytest.mark.e2e
 
-VERSION = "3.11.6"
-# A release builds postfix for both targets and both images: allow it an hour and a half.
-TIMEOUT = 5400
 
 SITE_RECIPES = {
     # The same package under another name: its own builds, state and fetch entries.
@@ -57,15 +55,6 @@ def events(stdout: str) -> dict[str, str]:
         if "action" in record:
             states[record["action"]] = record["state"]
     return states
-
-
-@pytest.fixture(scope="module")
-def release(shared_workspace: Path) -> subprocess.CompletedProcess[str]:
-    """The README's first command, `pfbuild release 3.11.6`, in the shared workspace."""
-    started = time.monotonic()
-    proc = run_pfbuild(shared_workspace, "release", VERSION, timeout=TIMEOUT)
-    print(f"release took {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return proc
 
 
 def manifest(shared_workspace: Path) -> dict[str, Any]:
