@@ -28,6 +28,7 @@ from builder.commands import (
     release,
     serve,
     source,
+    verify,
     verify_reproducible,
 )
 from builder.commands.exits import Exit, exit_table
@@ -58,6 +59,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     matrix,
     verify_reproducible,
     lint_config,
+    verify,
 )
 
 
@@ -129,12 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         cmd_parser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd_parser)
-        cmd_parser.set_defaults(handler=module.run)
+        uses_workspace = getattr(module, "USES_WORKSPACE", True)
+        cmd_parser.set_defaults(handler=module.run, uses_workspace=uses_workspace)
     return parser
 
 
 def make_context(args: argparse.Namespace) -> Context:
-    """Validate the global options and build the one Context of this run."""
+    """Validate the global options and build the one Context of this run.
+
+    A command that declares USES_WORKSPACE = False (`verify`) gets a Context whose workspace is
+    neither made nor touched.
+    """
     archives = [*_env_pairs("PFBUILD_ARCHIVE_"), *args.archive]
     keyring_debs = [(t, Path(p).absolute()) for t, p in args.keyring_deb]
     for target, _ in [*archives, *keyring_debs]:
@@ -144,8 +151,10 @@ def make_context(args: argparse.Namespace) -> Context:
             f"--max-age-days must not be negative, got {args.max_age_days}",
             fix="pass 0 to always rebuild, or a number of days",
         )
+    uses_workspace = getattr(args, "uses_workspace", True)
+    workspace = args.workspace.expanduser().absolute()
     ctx = Context(
-        workspace=prepare_workspace(args.workspace),
+        workspace=prepare_workspace(workspace) if uses_workspace else workspace,
         archive_overrides=tuple(archives),
         max_age_days=args.max_age_days,
         build_user=args.build_user,
@@ -153,7 +162,8 @@ def make_context(args: argparse.Namespace) -> Context:
         docker_host=args.docker_host,
     )
     # What killed runs left in tmp/ (fetch-*, source-*, ...) goes once its process is gone.
-    remove_stale_temps(ctx.tmp_root)
+    if uses_workspace:
+        remove_stale_temps(ctx.tmp_root)
     return ctx
 
 

@@ -85,7 +85,7 @@ def shared_workspace() -> Path:
 # What a release publishes: the aptly database, the served trees, the manifests and the state of
 # the actions that made them. Caches (chroots, fetched sources, builds) stay.
 PUBLISHED = ("aptly", "dist", "manifests")
-PUBLISHED_STATE = ("publish.json", "image_*.json", "image-test_*.json")
+PUBLISHED_STATE = ("publish.json", "image_*.json", "image-test_*.json", "attest.json")
 
 
 def forget_publication(workspace: Path) -> None:

@@ -9,7 +9,7 @@ from builder.check.report import HardeningReport, write_report
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import Distribution
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 
 
 def recipe_expectations(recipe_name: str, dist: Distribution) -> frozenset[str]:

@@ -15,7 +15,7 @@ from builder.commands.common import (
 )
 from builder.core.context import Context
 from builder.model.distro import Distribution
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.publish.artifact import export_build
 from builder.source.package import prepare_source
 

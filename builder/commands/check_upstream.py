@@ -9,7 +9,7 @@ from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.download import DEFAULT_TIMEOUT
 from builder.core.errors import PfbuildError
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.pipeline.updates import check_upstream, newest_from_debian
 
 NAME = "check-upstream"

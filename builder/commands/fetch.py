@@ -7,7 +7,7 @@ import argparse
 from builder.commands.common import add_recipe_arguments
 from builder.core.context import Context
 from builder.fetch.sources import describe, fetch
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 
 NAME = "fetch"
 HELP = "download and verify a recipe's sources into the content-addressed cache"

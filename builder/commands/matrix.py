@@ -8,7 +8,7 @@ import json
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 
 NAME = "matrix"
 HELP = "print the GitHub Actions build matrix of a release: one job per recipe and target"

@@ -12,7 +12,8 @@ from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
 from builder.publish import repo as publish
 from builder.publish import serve, signing
-from builder.publish.artifact import find_artifacts, import_verified, verify_artifacts
+from builder.publish.artifact import find_artifacts, verify_artifacts
+from builder.publish.handoff import import_verified
 
 NAME = "publish"
 HELP = "publish the checked .debs of every target as a signed apt repository (dist/apt)"

@@ -6,7 +6,7 @@ import argparse
 
 from builder.commands.common import add_recipe_arguments, add_target_argument, selected_targets
 from builder.core.context import Context
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.source.package import prepare_source, summary
 
 NAME = "source"

@@ -12,7 +12,7 @@ from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.core.lock import workspace_lock
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.source.package import prepare_source
 
 NAME = "verify-reproducible"

@@ -170,12 +170,18 @@ def run_in_image(
     check: bool = True,
     accept: Collection[int] = (0,),
     timeout: float = 60,
+    entrypoint: Sequence[str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `cmd` in a one-shot container of `image` (host network), logged and judged like `run`."""
+    """Run `cmd` in a one-shot container of `image` (host network), logged and judged like `run`.
+
+    `entrypoint` replaces the image's own (an empty list runs `cmd` as it is).
+    """
     argv = [str(c) for c in cmd]
-    cmdline = shlex.join(["docker", "run", "--rm", "--network", "host", image, *argv])
+    override = [] if entrypoint is None else ["--entrypoint", " ".join(entrypoint)]
+    cmdline = shlex.join(["docker", "run", "--rm", "--network", "host", *override, image, *argv])
     log.debug("$ %s", cmdline)
-    container = client.containers.run(image, argv, network_mode="host", detach=True)
+    options: dict[str, Any] = {} if entrypoint is None else {"entrypoint": list(entrypoint)}
+    container = client.containers.run(image, argv, network_mode="host", detach=True, **options)
     try:
         status = int(container.wait(timeout=timeout)["StatusCode"])
         logs = bytes(container.logs(stdout=True, stderr=True))

@@ -27,7 +27,7 @@ from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS, Distribution
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.publish import serve
 from builder.publish.aptly import COMPONENT, ORIGIN
 from builder.publish.tree import KEY_FILE_NAME, sources_snippet

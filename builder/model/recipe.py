@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib
-import importlib.util
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 from builder.core.checkout import RECIPES_DIR, TEMPLATES_DIR
@@ -31,7 +26,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _bad(recipe: str, field_name: str, why: str) -> PfbuildError:
+def bad_field(recipe: str, field_name: str, why: str) -> PfbuildError:
     return PfbuildError(
         f"recipe {recipe!r} is invalid: field {field_name!r}",
         why,
@@ -215,12 +210,12 @@ def _vkey(version: str) -> tuple[int, ...]:
 
 def _check_hardening(recipe: Recipe) -> None:
     if not recipe.expected_hardening:
-        raise _bad(recipe.name, "expected_hardening", "no target listed")
+        raise bad_field(recipe.name, "expected_hardening", "no target listed")
     for target, per_arch in recipe.expected_hardening.items():
         for arch, props in per_arch.items():
             unknown = set(props) - set(HARDENING_PROPERTIES)
             if unknown:
-                raise _bad(
+                raise bad_field(
                     recipe.name,
                     "expected_hardening",
                     f"{target}/{arch}: unknown properties {sorted(unknown)}; "
@@ -234,71 +229,77 @@ def _check_hardening(recipe: Recipe) -> None:
         *(f for flags in recipe.hardening.arch_cflags.values() for f in flags),
     ):
         if not text.startswith("-") or any(c.isspace() or c in "$`\\'\"" for c in text):
-            raise _bad(recipe.name, "hardening", f"{text!r} is not one plain compiler flag")
+            raise bad_field(recipe.name, "hardening", f"{text!r} is not one plain compiler flag")
 
 
 def validate_recipe(recipe: Recipe) -> None:
     """Raise a PfbuildError naming the first field that is wrong."""
     if not NAME_RE.fullmatch(recipe.name):
-        raise _bad(recipe.name, "name", "lowercase letters, digits, '.', '+', '-' only")
+        raise bad_field(recipe.name, "name", "lowercase letters, digits, '.', '+', '-' only")
     if not re.fullmatch(r"[0-9]+\.[0-9]+", recipe.series):
-        raise _bad(recipe.name, "series", f"{recipe.series!r} is not MAJOR.MINOR")
+        raise bad_field(recipe.name, "series", f"{recipe.series!r} is not MAJOR.MINOR")
     if not NAME_RE.fullmatch(recipe.source_package):
-        raise _bad(recipe.name, "source_package", f"{recipe.source_package!r} is not a name")
+        raise bad_field(recipe.name, "source_package", f"{recipe.source_package!r} is not a name")
     if "<" not in recipe.maintainer or not recipe.maintainer.endswith(">"):
-        raise _bad(recipe.name, "maintainer", "expected 'Name <email>'")
+        raise bad_field(recipe.name, "maintainer", "expected 'Name <email>'")
     if not recipe.packaging:
-        raise _bad(recipe.name, "packaging", "no base Debian source package pinned")
+        raise bad_field(recipe.name, "packaging", "no base Debian source package pinned")
     for version, src in recipe.packaging.items():
         if not VERSION_RE.fullmatch(version) or version.rsplit(".", 1)[0] != recipe.series:
-            raise _bad(recipe.name, "packaging", f"key {version!r} is not a {recipe.series}.N")
+            raise bad_field(recipe.name, "packaging", f"key {version!r} is not a {recipe.series}.N")
         if not src.suites or not src.archive_url or not src.keyring:
-            raise _bad(recipe.name, "packaging", f"{version}: suites, archive_url, keyring needed")
+            raise bad_field(
+                recipe.name, "packaging", f"{version}: suites, archive_url, keyring needed"
+            )
         if src.dsc_sha256 and not SHA256_RE.fullmatch(src.dsc_sha256):
-            raise _bad(recipe.name, "packaging", f"{version}: dsc_sha256 is not a sha256")
+            raise bad_field(recipe.name, "packaging", f"{version}: dsc_sha256 is not a sha256")
     if recipe.upstream is not None:
         up = recipe.upstream
         if not FINGERPRINT_RE.fullmatch(up.fingerprint):
-            raise _bad(recipe.name, "upstream.fingerprint", "40 uppercase hex digits expected")
+            raise bad_field(recipe.name, "upstream.fingerprint", "40 uppercase hex digits expected")
         if not up.mirrors:
-            raise _bad(recipe.name, "upstream.mirrors", "no mirror listed")
+            raise bad_field(recipe.name, "upstream.mirrors", "no mirror listed")
         if not up.key_path.is_file():
-            raise _bad(recipe.name, "upstream.signing_key", f"{up.key_path} does not exist")
+            raise bad_field(recipe.name, "upstream.signing_key", f"{up.key_path} does not exist")
         if "{version}" not in up.tarball_name:
-            raise _bad(recipe.name, "upstream.tarball_name", "must contain {version}")
+            raise bad_field(recipe.name, "upstream.tarball_name", "must contain {version}")
     if not recipe.binary_packages:
-        raise _bad(recipe.name, "binary_packages", "no target listed")
+        raise bad_field(recipe.name, "binary_packages", "no target listed")
     if set(recipe.binary_packages) != set(recipe.expected_hardening):
-        raise _bad(
+        raise bad_field(
             recipe.name, "binary_packages", "must list the same targets as expected_hardening"
         )
     unknown_targets = set(recipe.adjustments) - set(recipe.binary_packages)
     if unknown_targets:
-        raise _bad(recipe.name, "adjustments", f"unknown targets {sorted(unknown_targets)}")
+        raise bad_field(recipe.name, "adjustments", f"unknown targets {sorted(unknown_targets)}")
     _check_hardening(recipe)
     if recipe.rebuild < 1:
-        raise _bad(recipe.name, "rebuild", "the rebuild counter starts at 1")
+        raise bad_field(recipe.name, "rebuild", "the rebuild counter starts at 1")
     for companion in recipe.companions:
         if (
             len(companion) != 2
             or not NAME_RE.fullmatch(companion[0])
             or companion[0] == recipe.name
         ):
-            raise _bad(recipe.name, "companions", f"{companion!r} is not (other-recipe, version)")
+            raise bad_field(
+                recipe.name, "companions", f"{companion!r} is not (other-recipe, version)"
+            )
     for listing in recipe.release_listings:
         if not re.match(r"^(https?|file)://[^\s]+/$", listing):
-            raise _bad(
+            raise bad_field(
                 recipe.name, "release_listings", f"{listing!r} is not an http(s):// folder URL"
             )
     if recipe.templates and not (template_root() / recipe.templates).is_dir():
-        raise _bad(recipe.name, "templates", f"debian-templates/{recipe.templates} is missing")
+        raise bad_field(recipe.name, "templates", f"debian-templates/{recipe.templates} is missing")
     for overlay in recipe.overlays:
         if overlay.mode not in OVERLAY_MODES:
-            raise _bad(recipe.name, "overlays", f"mode {overlay.mode!r} not in {OVERLAY_MODES}")
+            raise bad_field(
+                recipe.name, "overlays", f"mode {overlay.mode!r} not in {OVERLAY_MODES}"
+            )
         if not overlay.path.startswith("debian/") or ".." in overlay.path.split("/"):
-            raise _bad(recipe.name, "overlays", f"{overlay.path} is not a file under debian/")
+            raise bad_field(recipe.name, "overlays", f"{overlay.path} is not a file under debian/")
         if template_file(recipe, overlay.template) is None:
-            raise _bad(recipe.name, "overlays", f"template {overlay.template} does not exist")
+            raise bad_field(recipe.name, "overlays", f"template {overlay.template} does not exist")
 
 
 def template_root() -> Path:
@@ -317,112 +318,3 @@ def template_file(recipe: Recipe, name: str) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
-
-
-def recipe_dirs() -> list[Path]:
-    """Folders searched for recipes: PFBUILD_RECIPES (colon-separated) first, then recipes/."""
-    extra = [Path(p) for p in os.environ.get("PFBUILD_RECIPES", "").split(":") if p]
-    return [*extra, RECIPES_DIR]
-
-
-def _recipe_file(name: str) -> Path | None:
-    for folder in recipe_dirs():
-        candidate = folder / f"{name.replace('-', '_')}.py"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def available_recipes() -> list[str]:
-    """Names of the recipes found in the recipe folders."""
-    return sorted(
-        {
-            p.stem.replace("_", "-")
-            for folder in recipe_dirs()
-            for p in folder.glob("*.py")
-            if not p.stem.startswith("_")
-        }
-    )
-
-
-@dataclass(frozen=True)
-class RecipeOrigin:
-    """Which file a recipe came from: a site recipe is code the user runs with their rights."""
-
-    name: str
-    path: Path
-    sha256: str
-    site: bool
-    shadows: bool
-
-    def as_json(self) -> dict[str, Any]:
-        """The record sources.json and the manifest keep."""
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "sha256": self.sha256,
-            "site": self.site,
-            "shadows_builtin": self.shadows,
-        }
-
-
-def recipe_origin(name: str) -> RecipeOrigin:
-    """The file `name` is loaded from, its sha256, and whether it is a site recipe."""
-    path = _recipe_file(name) if NAME_RE.fullmatch(name) else None
-    if path is None:
-        raise PfbuildError(
-            f"unknown recipe {shorten(name)}",
-            f"available: {', '.join(available_recipes())}",
-            "pass one of the available recipe names",
-        )
-    site = path.parent.resolve() != RECIPES_DIR.resolve()
-    builtin = RECIPES_DIR / path.name
-    return RecipeOrigin(
-        name=name,
-        path=path.absolute(),
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        site=site,
-        shadows=site and builtin.is_file(),
-    )
-
-
-@functools.cache
-def _announce(origin: RecipeOrigin) -> None:
-    # Once per process and file: a site recipe is code, and a shadowing one replaces a pinned
-    # key or hash of ours, so it is named on every command that loads it.
-    what = "shadows the built-in recipe" if origin.shadows else "is a site recipe"
-    log.warning("recipe %s %s: %s (sha256 %s)", origin.name, what, origin.path, origin.sha256[:16])
-
-
-def _import_recipe_module(path: Path) -> ModuleType:
-    if path.parent == RECIPES_DIR:
-        return importlib.import_module(f"recipes.{path.stem}")
-    # A site recipe outside the tree: imported from its file under a name of its own.
-    spec = importlib.util.spec_from_file_location(f"pfbuild_site_recipe_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise PfbuildError(f"cannot import recipe file {path}", fix="check the file name")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise PfbuildError(
-            f"site recipe {path} failed to import",
-            f"{type(exc).__name__}: {exc}",
-            "fix that file, or remove its folder from PFBUILD_RECIPES",
-        ) from None
-    return module
-
-
-def load_recipe(name: str) -> Recipe:
-    """Load and validate the recipe called `name` (e.g. "postfix", "mimalloc-secure")."""
-    origin = recipe_origin(name)
-    path = origin.path
-    if origin.site:
-        _announce(origin)
-    module = _import_recipe_module(path)
-    recipe = getattr(module, "RECIPE", None)
-    if not isinstance(recipe, Recipe):
-        raise _bad(name, "RECIPE", "the module must define RECIPE = Recipe(...)")
-    if recipe.name != name:
-        raise _bad(name, "name", f"module {path} defines recipe {recipe.name!r}")
-    return recipe

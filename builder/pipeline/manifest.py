@@ -15,7 +15,7 @@ from builder.core.atomic import write_text
 from builder.core.digest import sha256_file
 from builder.core.errors import CommandError, PfbuildError
 from builder.core.schema import NON_EMPTY, SHA256, validate
-from builder.model.recipe import load_recipe, recipe_origin
+from builder.model.loader import load_recipe, recipe_origin
 from builder.pipeline.actions import Outputs
 from builder.pipeline.request import ReleaseRequest
 
@@ -55,7 +55,9 @@ def build_manifest(
         for entry in _walk_files(out):
             artifacts.append(entry)
     unique = {e["path"]: e for e in artifacts}
+    attested = outputs.get("attest")
     return {
+        **({"attestations": _attestations(attested)} if attested else {}),
         "pfbuild": __version__,
         "recipe": request.recipe,
         "version": request.version,
@@ -66,6 +68,16 @@ def build_manifest(
         "recipes": recipe_origins(request.recipe),
         "actions": actions,
         "artifacts": sorted(unique.values(), key=lambda e: e["path"]),
+    }
+
+
+def _attestations(outputs: Outputs) -> dict[str, Any]:
+    """Where the release's provenance and SBOMs are published, with their sha256."""
+    return {
+        "folder": outputs.get("folder"),
+        "provenance": outputs.get("provenance"),
+        "sboms": list(outputs.get("sboms", [])),
+        "image_statements": list(outputs.get("image_statements", [])),
     }
 
 

@@ -1,8 +1,7 @@
-"""`pfbuild release`: fetch → source → build → check → publish → image, as keyed actions."""
+"""`pfbuild release`: fetch, source, build, check, publish, image, attest as keyed actions."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from builder.build import depschroot, sbuild, stage, stagedir
@@ -16,15 +15,20 @@ from builder.fetch import archive, sources
 from builder.image import build as image
 from builder.image import container as image_container
 from builder.image import proofs as imagetest
+from builder.image import sbom as image_sbom
 from builder.image import smtp as image_smtp
 from builder.image import stage as image_stage
 from builder.image import tlsclient as image_tlsclient
 from builder.model import version as version_scheme
 from builder.model.distro import Distribution
-from builder.model.recipe import Recipe, load_recipe, template_root
+from builder.model.loader import load_recipe
+from builder.model.recipe import Recipe
+from builder.pipeline import attest, provenance
 from builder.pipeline.actions import Action
+from builder.pipeline.provenance import templates_sha256
 from builder.pipeline.request import ReleaseRequest
 from builder.pipeline.runners import (
+    attest_runner,
     build_runner,
     check_runner,
     fetch_runner,
@@ -33,7 +37,7 @@ from builder.pipeline.runners import (
     publish_runner,
     source_runner,
 )
-from builder.publish import aptly, signing, tree
+from builder.publish import aptly, attestations, debfacts, dsse, sbom, signing, tree
 from builder.publish import inputs as publish_inputs
 from builder.publish import repo as publish
 from builder.source import package as source_package
@@ -48,11 +52,7 @@ def recipe_digest(recipe: Recipe) -> str:
 
 def templates_digest(recipe: Recipe) -> str:
     """Every template the recipe renders (its own folder and the shared ones)."""
-    root = template_root()
-    parts = [hash_tree(root / "common")] if (root / "common").is_dir() else []
-    if recipe.templates:
-        parts.append(hash_tree(root / recipe.templates))
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:20]
+    return templates_sha256(recipe)[:20]
 
 
 def dist_digest(dist: Distribution) -> str:
@@ -120,7 +120,22 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     )  # fmt: skip
     if request.images:
         actions.extend(image_actions(ctx, request))
+    actions.append(attest_action(ctx, request, recipes, actions))
     return actions
+
+
+def attest_action(
+    ctx: Context, request: ReleaseRequest, recipes: list[tuple[Recipe, str]], before: list[Action]
+) -> Action:
+    """SBOMs and signed provenance of everything the actions before it made, published."""
+    # It reads the outputs of every earlier action, and comes after the image proofs: only
+    # images that passed them are attested.
+    return Action(
+        "attest", "attest",
+        {"code": code_digest(attest, provenance, attestations, debfacts, dsse, sbom, image_sbom)},
+        tuple(a.name for a in before),
+        run=attest_runner(ctx, request, recipes),
+    )  # fmt: skip
 
 
 def image_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:

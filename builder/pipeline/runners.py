@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from builder.image.stage import build_variant_image, prove_variant
 from builder.model.distro import Distribution
 from builder.model.recipe import Recipe
 from builder.pipeline.actions import Outputs
+from builder.pipeline.attest import attest_release
 from builder.pipeline.request import ReleaseRequest
 from builder.publish import repo as publish
 from builder.publish import signing
@@ -143,3 +145,19 @@ def image_test_runner(ctx: Context, variant: str) -> Callable[[Mapping[str, Outp
         return {"proofs": [{"name": p.name, "ok": p.ok, "detail": p.detail} for p in proofs]}
 
     return run_image_test
+
+
+def attest_runner(
+    ctx: Context, request: ReleaseRequest, recipes: Sequence[tuple[Recipe, str]]
+) -> Callable[[Mapping[str, Outputs]], Outputs]:
+    # Made when the release is planned: the provenance's startedOn is this invocation's start.
+    started = time.time()
+
+    def run_attest(deps: Mapping[str, Outputs]) -> Outputs:
+        key = signing.ensure_signing_key(ctx, signing.SigningConfig())
+        try:
+            return attest_release(ctx, request, recipes, deps, key, started)
+        finally:
+            signing.stop_agent(ctx, key)
+
+    return run_attest

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -32,6 +32,9 @@ log = logging.getLogger("pfbuild")
 KEY_FILE_NAME = "pfbuild.asc"
 KEY_INSTALL_PATH = "/etc/apt/keyrings/pfbuild.asc"
 MANIFEST_NAME = "pfbuild-publish.json"
+# Signed SBOMs and provenance per release (builder.publish.attestations), carried from each
+# generation to the next like the indexes clients may still ask for.
+ATTESTATIONS_DIR = "attestations"
 # The live generation and the one before it: a client that read the old InRelease a moment
 # before the flip can still fetch the indexes it names.
 KEEP_GENERATIONS = 2
@@ -145,6 +148,21 @@ def carry_over_by_hash(old: Path, new: Path) -> None:
                 shutil.copy2(target, dst)
 
 
+def carry_over_attestations(old: Path, new: Path) -> None:
+    """Keep the attestations of earlier releases in the new generation."""
+    source = old / ATTESTATIONS_DIR
+    if source.is_dir() and not (new / ATTESTATIONS_DIR).exists():
+        shutil.copytree(source, new / ATTESTATIONS_DIR, symlinks=False)
+
+
+def tree_path(tree: Path, rel: str) -> Path:
+    """`rel` inside `tree`, refused unless it is a plain relative path that stays inside."""
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise PfbuildError(f"{rel!r} is not a plain path inside the published tree")
+    return tree.joinpath(*parts)
+
+
 # ---- generations ------------------------------------------------------------------------------
 
 
@@ -243,6 +261,7 @@ def refresh_tree(
         copy_published_tree(aptly_public_dir(ctx), tmp)
         if live is not None:
             carry_over_by_hash(live, tmp)
+            carry_over_attestations(live, tmp)
         export_public_key(key, tmp / KEY_FILE_NAME)
         for suite in sorted(published):
             write_text(tmp / sources_file_name(suite), sources_snippet(url, suite))
@@ -263,4 +282,33 @@ def install_tree(ctx: Context, source: Path) -> Path:
 
     final = _add_generation(ctx, fill)
     log.info("installed the tree from %s as %s (was %s)", source, final.name, live)
+    return final
+
+
+def extend_tree(
+    ctx: Context, files: Mapping[str, bytes], *, replacing: Collection[str] = ()
+) -> Path:
+    """A new generation: the live one without `replacing`, plus `files`; flipped into place.
+
+    Paths are relative to the tree. Clients see the added files together with the packages and
+    indexes they are about, or neither.
+    """
+    live = live_generation(ctx)
+    if live is None:
+        raise PfbuildError(
+            f"nothing is published in {ctx.apt_tree}", fix="run `pfbuild publish` first"
+        )
+
+    def fill(tmp: Path) -> None:
+        copy_published_tree(live, tmp)
+        for rel in replacing:
+            remove_path(tree_path(tmp, rel))
+        for rel, data in sorted(files.items()):
+            path = tree_path(tmp, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            path.chmod(0o644)
+
+    final = _add_generation(ctx, fill)
+    log.info("published tree %s -> %s (%d file(s) added)", ctx.apt_tree, final.name, len(files))
     return final

@@ -57,13 +57,28 @@ def _tree_manifest(tree: Path) -> tuple[str, list[str]]:
     return fingerprint, suites
 
 
-def _index_text(path: Path) -> bytes:
+def index_text(path: Path) -> bytes:
+    """A Packages index's text, whichever compression it has."""
     data = path.read_bytes()
     if path.suffix == ".gz":
         return gzip.decompress(data)
     if path.suffix == ".bz2":
         return bz2.decompress(data)
     return data
+
+
+def verified_release(keyring: Path, inrelease: Path, fingerprint: str, suite: str) -> bytes:
+    """The signed payload of a suite's InRelease, made by the pinned key for that suite."""
+    # The tree's key file may carry more keys than its manifest names: only that one may sign,
+    # and only the signed payload (not text around it) lists the indexes.
+    payload = gpg.clearsigned_text(keyring, inrelease, [fingerprint])
+    release = deb822.Release(payload)
+    if release.get("Suite") != suite and release.get("Codename") != suite:
+        raise _refuse(
+            f"{inrelease} is signed for {release.get('Suite')!r}, not {suite}",
+            "a validly signed index of another suite must not stand in for this one",
+        )
+    return payload
 
 
 def _verify_suite(
@@ -74,15 +89,7 @@ def _verify_suite(
     inrelease = suite_dir / "InRelease"
     if not inrelease.is_file():
         raise _refuse(f"{tree}: suite {suite} has no InRelease", "its manifest names the suite")
-    # The tree's key file may carry more keys than its manifest names: only that one may sign,
-    # and only the signed payload (not text around it) lists the indexes.
-    payload = gpg.clearsigned_text(keyring, inrelease, [fingerprint])
-    release = deb822.Release(payload)
-    if release.get("Suite") != suite and release.get("Codename") != suite:
-        raise _refuse(
-            f"{inrelease} is signed for {release.get('Suite')!r}, not {suite}",
-            "a validly signed index of another suite must not stand in for this one",
-        )
+    payload = verified_release(keyring, inrelease, fingerprint, suite)
     packages: dict[str, tuple[str, int]] = {}
     indexes = 0
     for name, (sha256, size) in sorted(release_hashes(payload).items()):
@@ -94,7 +101,7 @@ def _verify_suite(
         if Path(name).name in ("Packages", "Packages.gz", "Packages.bz2"):
             indexes += 1
             for para in deb822.Packages.iter_paragraphs(
-                _index_text(path).decode(), use_apt_pkg=False
+                index_text(path).decode(), use_apt_pkg=False
             ):
                 packages[para["Filename"]] = (para["SHA256"], int(para["Size"]))
     if not indexes:

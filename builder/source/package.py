@@ -21,7 +21,8 @@ from builder.core.atomic import atomic_dir, pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import CommandError, PfbuildError
 from builder.core.unpack import check_tarball, extract_tarball, single_top_dir
-from builder.fetch.sources import ROLE_DEBIAN, ROLE_SOURCE, FetchResult, fetch, write_provenance
+from builder.fetch.cache import ROLE_DEBIAN, ROLE_SOURCE, FetchResult, write_provenance
+from builder.fetch.sources import fetch
 from builder.model.distro import Distribution
 from builder.model.recipe import (
     HardeningFlags,

@@ -8,7 +8,7 @@ from builder.cli import main
 from builder.core.context import Context
 from builder.image import build as image
 from builder.model.distro import TARGETS
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 
 POSTFIX_VERSION = "3.11.6"
 

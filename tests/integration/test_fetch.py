@@ -15,8 +15,10 @@ from builder.core.context import Context, prepare_workspace
 from builder.core.download import download
 from builder.core.errors import PfbuildError
 from builder.core.gpg import clearsigned_text, keyring_fingerprints
-from builder.fetch.sources import FetchResult, fetch
-from builder.model.recipe import UpstreamMirror, load_recipe
+from builder.fetch.cache import FetchResult
+from builder.fetch.sources import fetch
+from builder.model.loader import load_recipe
+from builder.model.recipe import UpstreamMirror
 from tests.fixtures.sources import ORIG
 
 pytestmark = pytest.mark.integration

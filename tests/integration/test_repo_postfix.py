@@ -17,7 +17,7 @@ import pytest
 
 from builder.core.context import Context
 from builder.model.distro import Distribution
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.publish.tree import KEY_FILE_NAME, sources_file_name
 from tests.fixtures.apt import AptContainer, apt_container, free_port
 from tests.integration.conftest import POSTFIX_VERSION

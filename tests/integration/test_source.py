@@ -13,9 +13,11 @@ from builder import cli
 from builder.core import run
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
-from builder.fetch.sources import ROLE_DEBIAN, FetchResult, fetch
+from builder.fetch.cache import ROLE_DEBIAN, FetchResult
+from builder.fetch.sources import fetch
 from builder.model.distro import TARGETS, Distribution
-from builder.model.recipe import Recipe, load_recipe
+from builder.model.loader import load_recipe
+from builder.model.recipe import Recipe
 from builder.source.package import prepare_source, render_source
 from tests.fixtures.sources import ORIG, file_mirror, offline_postfix
 

@@ -12,7 +12,7 @@ from builder.build.depschroot import build_depends, deps_chroot_cmdline
 from builder.build.sbuild import BuildResult, sbuild_cmdline
 from builder.core.context import Context
 from builder.model.distro import TRIXIE
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.pipeline.runners import build_runner
 
 pytestmark = pytest.mark.unit

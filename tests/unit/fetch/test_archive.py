@@ -6,7 +6,7 @@ import pytest
 
 from builder.core.errors import PfbuildError
 from builder.fetch.archive import dsc_file_name, dsc_hashes, find_source, pool_directory
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from tests.conftest import TEST_MIRROR
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,8 @@ from builder import cli
 from builder.core.aptindex import dearmor_cmdline
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.fetch.sources import fetch, index_path
+from builder.fetch.cache import index_path
+from builder.fetch.sources import fetch
 from builder.model.recipe import Recipe, UpstreamMirror
 from tests.fixtures.sources import (
     DOWN,

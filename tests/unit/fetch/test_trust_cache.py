@@ -15,7 +15,8 @@ from builder.core import run
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.fetch.archive import ArchiveChain
-from builder.fetch.sources import fetch, index_path
+from builder.fetch.cache import index_path
+from builder.fetch.sources import fetch
 from builder.model.recipe import Recipe, UpstreamMirror
 from tests.fixtures.sources import (
     DOWN,

@@ -16,7 +16,8 @@ import pytest
 
 from builder import cli
 from builder.core.context import Context
-from builder.fetch.sources import fetch, index_path
+from builder.fetch.cache import index_path
+from builder.fetch.sources import fetch
 from builder.model.recipe import Recipe
 from tests.fixtures.sources import ORIG, cached_files, file_mirror, offline_postfix
 

@@ -12,8 +12,9 @@ import pytest
 from builder import cli
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.fetch import sources
-from builder.fetch.sources import fetch, index_path, write_provenance
+from builder.fetch import cache as sources
+from builder.fetch.cache import index_path, write_provenance
+from builder.fetch.sources import fetch
 from tests.fixtures.sources import ORIG, file_mirror, offline_postfix
 
 pytestmark = pytest.mark.unit

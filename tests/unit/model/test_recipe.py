@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.core.errors import PfbuildError
-from builder.model.recipe import HARDENING_PROPERTIES, available_recipes, load_recipe
+from builder.model.loader import available_recipes, load_recipe
+from builder.model.recipe import HARDENING_PROPERTIES
 
 pytestmark = pytest.mark.unit
 

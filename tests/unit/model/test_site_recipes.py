@@ -11,8 +11,8 @@ import pytest
 from builder import cli
 from builder.core.errors import PfbuildError
 from builder.fetch.archive import VerifiedFile
-from builder.fetch.sources import FetchResult, trust_anchor, write_provenance
-from builder.model.recipe import load_recipe, recipe_origin
+from builder.fetch.cache import FetchResult, trust_anchor, write_provenance
+from builder.model.loader import load_recipe, recipe_origin
 
 pytestmark = pytest.mark.unit
 

@@ -40,9 +40,19 @@ def test_graph_builds_postfix_and_its_companion_for_every_target(ctx: Context) -
         for target in ("trixie", "resolute"):
             for stage in ("source", "build", "check"):
                 assert f"{stage} {recipe} {target}" in names
-    assert names[-1] == "publish"
-    publish = release_actions(ctx, request())[-1]
+    assert names[-2:] == ["publish", "attest"]
+    publish = release_actions(ctx, request())[-2]
     assert len(publish.needs) == 4 and all(n.startswith("check ") for n in publish.needs)
+
+
+def test_attest_comes_last_and_reads_every_action_before_it(ctx: Context) -> None:
+    for images in (False, True):
+        actions = release_actions(ctx, request(images=images))
+        attest = actions[-1]
+        assert attest.name == "attest"
+        assert attest.needs == tuple(a.name for a in actions[:-1])
+        if images:
+            assert "image-test debian" in attest.needs and "image-test ubuntu" in attest.needs
 
 
 def test_one_target_only_plans_that_target(ctx: Context) -> None:
@@ -97,7 +107,7 @@ def test_a_new_release_keeps_reproducibility_results_of_the_same_source(tmp_path
 def test_recipe_digest_is_the_same_in_every_process() -> None:
     code = (
         "from builder.pipeline.release import recipe_digest\n"
-        "from builder.model.recipe import load_recipe\n"
+        "from builder.model.loader import load_recipe\n"
         "print(recipe_digest(load_recipe('postfix')))"
     )
     digests = {
@@ -111,3 +121,16 @@ def test_recipe_digest_is_the_same_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(digests) == 1
+
+
+def test_manifest_names_the_published_attestations(tmp_path: Path) -> None:
+    entry = {"path": str(tmp_path / "provenance.dsse.json"), "sha256": "a" * 64}
+    sbom = {"path": str(tmp_path / "sbom-trixie.cdx.json"), "sha256": "b" * 64}
+    outputs = {"attest": {"folder": str(tmp_path), "provenance": entry, "sboms": [sbom],
+                          "image_statements": [], "key": "F" * 40}}  # fmt: skip
+    manifest = build_manifest(request(), outputs, {"attest": "k"})
+    assert manifest["attestations"] == {
+        "folder": str(tmp_path), "provenance": entry, "sboms": [sbom], "image_statements": [],
+    }  # fmt: skip
+    assert entry in manifest["artifacts"] and sbom in manifest["artifacts"]
+    assert "attestations" not in build_manifest(request(), {}, {})

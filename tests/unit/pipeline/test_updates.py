@@ -17,7 +17,8 @@ from builder.commands import check_upstream as command
 from builder.core import run
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
-from builder.model.recipe import Recipe, load_recipe
+from builder.model.loader import load_recipe
+from builder.model.recipe import Recipe
 from builder.pipeline.updates import (
     check_upstream,
     last_published,

@@ -13,13 +13,8 @@ from builder.cli import main
 from builder.core.context import Context, prepare_workspace
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.publish.artifact import (
-    MANIFEST,
-    export_build,
-    find_artifacts,
-    import_artifacts,
-    verify_artifact,
-)
+from builder.publish.artifact import MANIFEST, export_build, find_artifacts, verify_artifact
+from builder.publish.handoff import import_artifacts
 from builder.publish.inputs import collect_debs
 from tests.fixtures.artifacts import RECIPE, VERSION, exported
 

@@ -8,7 +8,7 @@ import pytest
 
 from builder.core.gpg import export_keys_cmdline, gpgv_cmdline
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.model.recipe import load_recipe
+from builder.model.loader import load_recipe
 from builder.model.version import target_version
 from builder.publish.inputs import deb_read_cmdlines
 

@@ -11,7 +11,8 @@ from debian.changelog import Changelog
 
 from builder.core.errors import PfbuildError
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.model.recipe import Overlay, Replacement, load_recipe
+from builder.model.loader import load_recipe
+from builder.model.recipe import Overlay, Replacement
 from builder.source.package import (
     apply_maint_flags,
     apply_overlays,
