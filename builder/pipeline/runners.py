@@ -102,7 +102,9 @@ def publish_runner(
         changed = {s.suite: s.snapshot for s in states}
         suites = {}
         for dist in request.targets:
-            inrelease = tree / "dists" / dist.name / "InRelease"
+            # Through the live link, not the generation: later flips (attest adds one) keep the
+            # suites' InRelease as it is but drop old generations.
+            inrelease = ctx.apt_tree / "dists" / dist.name / "InRelease"
             suites[dist.name] = {
                 "snapshot": changed.get(dist.name, "unchanged"),
                 "inrelease": file_entry(inrelease),
