@@ -16,8 +16,8 @@ from builder import cli
 from builder.core import download
 from builder.core.context import Context, prepare_workspace
 from tests.conftest import TEST_MIRROR
+from tests.fixtures.hostile_http import ok, serve, trickle
 from tests.fixtures.sources import ORIG, ORIG_ASC, SigningKey, make_tarball, make_test_key
-from tests.unit.core.test_trust_download import ok, serve, trickle
 
 pytestmark = pytest.mark.integration
 

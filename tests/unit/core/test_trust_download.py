@@ -2,171 +2,27 @@
 
 from __future__ import annotations
 
-import http.server
-import socket
-import struct
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from builder import cli
 from builder.core.download import DownloadError, download, fetch_bytes
+from tests.fixtures.hostile_http import (
+    Behaviour,
+    endless,
+    hang,
+    ok,
+    reset,
+    serve,
+    status,
+    trickle,
+    trickle_headers,
+)
 
 pytestmark = pytest.mark.unit
-
-Behaviour = Callable[["_Handler", "ServerState"], None]
-
-
-@dataclass
-class ServerState:
-    """What the hostile server did: requests per path, body bytes sent per path."""
-
-    hits: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: Mapping[str, Sequence[Behaviour]] = {}
-    state: ServerState
-
-    def do_GET(self) -> None:
-        behaviours = self.routes.get(self.path)
-        n = self.state.hits[self.path]
-        self.state.hits[self.path] += 1
-        if behaviours is None:
-            status(404)(self, self.state)
-            return
-        # One behaviour per request; the last one repeats.
-        behaviours[min(n, len(behaviours) - 1)](self, self.state)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def ok(body: bytes) -> Behaviour:
-    """200 with the whole body at once."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-        state.sent[h.path] += len(body)
-
-    return run
-
-
-def status(code: int) -> Behaviour:
-    """`code` with an empty body."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        h.send_response(code)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return run
-
-
-def trickle(size: int, every: float) -> Behaviour:
-    """Announce `size` bytes, then send one byte every `every` seconds."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", str(size))
-        h.end_headers()
-        h.wfile.flush()
-        for _ in range(size):
-            if state.stop.wait(every):
-                return
-            try:
-                h.wfile.write(b"x")
-                h.wfile.flush()
-            except OSError:
-                return
-            state.sent[h.path] += 1
-
-    return run
-
-
-def trickle_headers(every: float) -> Behaviour:
-    """Send the status line and headers one byte every `every` seconds, without end."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 10_000
-        for byte in head:
-            if state.stop.wait(every):
-                return
-            try:
-                h.wfile.write(bytes([byte]))
-                h.wfile.flush()
-            except OSError:
-                return
-
-    return run
-
-
-def endless(chunk: int = 1 << 16, announce: int | None = None) -> Behaviour:
-    """Stream zeros until the client goes away (or 64 MiB), optionally announcing a length."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        h.send_response(200)
-        if announce is not None:
-            h.send_header("Content-Length", str(announce))
-        h.end_headers()
-        block = b"0" * chunk
-        while state.sent[h.path] < 64 << 20 and not state.stop.is_set():
-            try:
-                h.wfile.write(block)
-            except OSError:
-                return
-            state.sent[h.path] += chunk
-        h.close_connection = True
-
-    return run
-
-
-def reset() -> Behaviour:
-    """Drop the connection with a TCP reset before answering."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        h.connection.close()
-        h.close_connection = True
-
-    return run
-
-
-def hang() -> Behaviour:
-    """Accept the request and never answer (until the test ends)."""
-
-    def run(h: _Handler, state: ServerState) -> None:
-        state.stop.wait(30)
-
-    return run
-
-
-@contextmanager
-def serve(routes: Mapping[str, Sequence[Behaviour]]) -> Iterator[tuple[str, ServerState]]:
-    """A hostile HTTP server on 127.0.0.1: yields its base URL and what it did."""
-    state = ServerState()
-    handler = type("Handler", (_Handler,), {"routes": dict(routes), "state": state})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        state.stop.set()
-        server.shutdown()
-        server.server_close()
 
 
 def _timed(call: Callable[[], object]) -> tuple[BaseException | None, float]:

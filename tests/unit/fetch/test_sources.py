@@ -24,7 +24,6 @@ from tests.fixtures.sources import (
     file_mirror,
     http_mirror,
     make_tarball,
-    make_test_key,
     offline_postfix,
 )
 
@@ -32,12 +31,6 @@ from tests.fixtures.sources import (
 pytestmark = pytest.mark.integration
 
 DOWN_MIRROR = UpstreamMirror(f"{DOWN}/postfix-{{version}}.tar.gz", f"{DOWN}/p-{{version}}.gpg2")
-
-
-@pytest.fixture(scope="module")
-def test_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    """One throwaway signing key for the module (key generation takes a moment)."""
-    return make_test_key(tmp_path_factory.mktemp("key"))
 
 
 def _mirror_dir(tmp_path: Path, tarball: Path, signature: Path) -> Path:

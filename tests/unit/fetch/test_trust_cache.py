@@ -18,6 +18,7 @@ from builder.fetch.archive import ArchiveChain
 from builder.fetch.cache import index_path
 from builder.fetch.sources import fetch
 from builder.model.recipe import Recipe, UpstreamMirror
+from tests.fixtures.hostile_http import endless, ok, serve
 from tests.fixtures.sources import (
     DOWN,
     ORIG,
@@ -28,7 +29,6 @@ from tests.fixtures.sources import (
     make_test_key,
     offline_postfix,
 )
-from tests.unit.core.test_trust_download import endless, ok, serve
 
 pytestmark = pytest.mark.unit
 

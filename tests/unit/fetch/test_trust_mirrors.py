@@ -10,8 +10,8 @@ from builder import cli
 from builder.core import download
 from builder.core.context import Context
 from builder.model.recipe import Recipe, UpstreamMirror
+from tests.fixtures.hostile_http import ok, serve, status, trickle
 from tests.fixtures.sources import ORIG, ORIG_ASC, cached_files, file_mirror, offline_postfix
-from tests.unit.core.test_trust_download import ok, serve, status, trickle
 
 pytestmark = pytest.mark.unit
 

@@ -15,17 +15,10 @@ from tests.fixtures.sources import (
     cached_files,
     file_mirror,
     make_tarball,
-    make_test_key,
     offline_postfix,
 )
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def test_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    """The key the hostile recipe pins: the signature is good, the content is not."""
-    return make_test_key(tmp_path_factory.mktemp("key"))
 
 
 def _recipe(tmp_path: Path, key: SigningKey, members: dict[str, str | bytes]) -> Recipe:
