@@ -6,15 +6,15 @@ from enum import IntEnum
 
 
 class Exit(IntEnum):
-    """What a pfbuild process's exit status means."""
+    """What a pfbuild process's exit status means (MEANINGS says it in words)."""
 
-    OK = 0  # success, or the positive answer of a query command
-    USAGE = 2  # the command line is wrong; nothing was done
-    REFUSED = 3  # refused or failed, with a one-line reason (what, why, how to fix)
-    NOT_NEWER = 10  # check-upstream: no release newer than the published one
-    NOT_REPRODUCIBLE = 11  # verify-reproducible: the second build differs
-    INTERNAL = 70  # a crash: "internal error", rerun with --debug for the traceback
-    INTERRUPTED = 130  # stopped with Ctrl-C (SIGINT)
+    OK = 0
+    USAGE = 2
+    REFUSED = 3
+    NOT_NEWER = 10
+    NOT_REPRODUCIBLE = 11
+    INTERNAL = 70
+    INTERRUPTED = 130
 
 
 MEANINGS = {

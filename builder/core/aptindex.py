@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from debian import deb822
 
 
@@ -11,6 +13,6 @@ def release_hashes(release: bytes) -> dict[str, tuple[str, int]]:
     return {item["name"]: (item["sha256"], int(item["size"])) for item in entry.get("SHA256", [])}
 
 
-def dearmor_cmdline(armored: object, output: object) -> list[str]:
+def dearmor_cmdline(armored: Path | str, output: Path | str) -> list[str]:
     """gpg call that turns an armored key into the binary keyring gpgv needs."""
     return ["gpg", "--batch", "--yes", "--dearmor", "--output", str(output), str(armored)]
