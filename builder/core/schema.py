@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any
 
 from builder.core.errors import PfbuildError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 NON_EMPTY = {"type": "string", "minLength": 1}
@@ -33,6 +33,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate(document: Any, schema: Mapping[str, Any], what: str, fix: str) -> None:
     """Refuse `document` unless it matches `schema`; the first problem becomes one line."""
+    # Imported here: jsonschema's format helpers take over a second to import, which every
+    # pfbuild process would pay at start-up whether it validates anything or not.
+    import jsonschema
+    from jsonschema.exceptions import SchemaError
+
     try:
         validator = jsonschema.Draft202012Validator(schema)
     except SchemaError as exc:  # pragma: no cover - a schema in our code is wrong

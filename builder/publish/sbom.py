@@ -23,7 +23,6 @@ from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from builder import __version__
@@ -155,10 +154,18 @@ def bom_json(
     # The subject is made of every package listed: the graph is complete, one level deep.
     bom.register_dependency(subject, components)
     text = str(JsonV1Dot6(bom).output_as_string(indent=2)) + "\n"
-    problem = JsonStrictValidator(SCHEMA_VERSION).validate_str(text)
+    problem = _schema_problem(text)
     if problem is not None:  # pragma: no cover - a bug in how we fill the model
         raise PfbuildError(f"the SBOM of {name} {version} is not valid CycloneDX", str(problem))
     return text.encode()
+
+
+def _schema_problem(text: str) -> object | None:
+    # Imported on use: the validator pulls in jsonschema's format helpers, over a second of
+    # start-up that every pfbuild process would pay otherwise.
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    return JsonStrictValidator(SCHEMA_VERSION).validate_str(text)
 
 
 def _sha256(hashes: Any) -> str:
@@ -174,7 +181,7 @@ def read_bom(data: bytes, what: str) -> BomSubject:
         text = data.decode()
     except UnicodeDecodeError:
         raise PfbuildError(f"{what} is not UTF-8 text") from None
-    problem = JsonStrictValidator(SCHEMA_VERSION).validate_str(text)
+    problem = _schema_problem(text)
     if problem is not None:
         raise PfbuildError(f"{what} is not valid CycloneDX {SCHEMA_VERSION.to_version()}")
     document = json.loads(text)

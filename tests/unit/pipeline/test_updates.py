@@ -31,6 +31,13 @@ from tests.fixtures.sources import http_mirror, make_test_key
 
 pytestmark = pytest.mark.unit
 
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed-out listing is retried after a pause; the tests need not wait seconds for it."""
+    monkeypatch.setattr("builder.core.download.DEFAULT_BACKOFF", 0.01)
+
+
 HANG = "/hang/"
 # What the official mirrors' `official/` folder looks like (an Apache-style index).
 LISTING = b"""<html><head><title>Index of /official</title></head><body>
