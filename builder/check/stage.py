@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builder.check.autopkgtest import AutopkgtestReport, run_autopkgtests
+from builder.check.config.lint import ConfigReport
+from builder.check.config.packaged import gate_packaged_config
 from builder.check.hardening import check_build
+from builder.check.lifecycle import LifecycleReport, lifecycle_check
 from builder.check.report import HardeningReport, write_report
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
@@ -40,3 +44,36 @@ def check_target(
     report_dir = ctx.report_dir(recipe_name, version, dist.name)
     write_report(report, report_dir)
     return report, report_dir
+
+
+def autopkgtest_target(
+    ctx: Context, recipe_name: str, version: str, dist: Distribution
+) -> tuple[AutopkgtestReport, Path]:
+    """Run the packaging's own autopkgtests on one target's build and write their report."""
+    report_dir = ctx.report_dir(recipe_name, version, dist.name)
+    report = run_autopkgtests(ctx, load_recipe(recipe_name), version, dist, report_dir)
+    return report, report_dir
+
+
+def config_gate_target(
+    ctx: Context, recipe_name: str, version: str, dist: Distribution
+) -> ConfigReport | None:
+    """The configuration gate on what a new install of the recipe's main package writes.
+
+    Only a recipe that packages Postfix (its `postfix_qa` field) has a configuration to judge.
+    """
+    if not load_recipe(recipe_name).postfix_qa:
+        return None
+    build_dir = ctx.build_dir(recipe_name, version, dist.name)
+    report_dir = ctx.report_dir(recipe_name, version, dist.name)
+    return gate_packaged_config(ctx, dist, build_dir, report_dir)
+
+
+def lifecycle_target(
+    ctx: Context, recipe_name: str, version: str, dist: Distribution
+) -> LifecycleReport | None:
+    """Install, upgrade (from the distribution's postfix, from our previous revision), purge."""
+    if not load_recipe(recipe_name).postfix_qa:
+        return None
+    build_dir = ctx.build_dir(recipe_name, version, dist.name)
+    return lifecycle_check(ctx, dist, build_dir, ctx.report_dir(recipe_name, version, dist.name))

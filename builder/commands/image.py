@@ -10,6 +10,7 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.image import build as image
 from builder.image.stage import build_variant_image, prove_variant
+from builder.publish import cosign
 from builder.publish.tree import install_tree
 from builder.publish.treecheck import verify_tree
 
@@ -49,7 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
         default=os.environ.get("PFBUILD_REGISTRY") or None,
-        help="push the tags to this registry (env PFBUILD_REGISTRY); default: no push",
+        help="push the tags to this registry and sign them there with cosign "
+        "(env PFBUILD_REGISTRY); default: no push",
+    )
+    parser.add_argument(
+        "--cosign-key",
+        type=Path,
+        metavar="FILE",
+        default=os.environ.get(cosign.KEY_FILE_ENV) or None,
+        help="with --registry: the cosign private key that signs the pushed images, its "
+        f"password in COSIGN_PASSWORD (env {cosign.KEY_FILE_ENV}); default: the workspace's "
+        "local key pair",
     )
     parser.add_argument(
         "--base-image",
@@ -125,11 +136,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         created_epoch=args.source_date_epoch,
         registry=args.registry,
         base_images=dict(args.base_image),
+        cosign_key=args.cosign_key,
     )
     built = [build_variant_image(ctx, config, v) for v in args.variant or image.variants()]
     for result in built:
         tags = " ".join(result.tags)
         print(f"{result.variant:8}{result.image_id[:19]}  {result.size / 1e6:.0f} MB  {tags}")
+        for ref in result.signed:
+            print(f"{result.variant:8}signed  {ref} (cosign)")
     if not args.test:
         return 0
     failed = 0

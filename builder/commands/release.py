@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from builder.commands.common import add_jobs_argument, add_target_argument, selected_targets
 from builder.core.context import Context
@@ -16,6 +17,7 @@ from builder.pipeline.actions import Progress, StateStore, execute, plan
 from builder.pipeline.manifest import build_manifest, write_manifest
 from builder.pipeline.release import release_actions
 from builder.pipeline.request import ReleaseRequest
+from builder.publish import cosign
 from builder.publish.tree import check_repo_url
 
 NAME = "release"
@@ -40,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where apt clients will reach the repository (goes into the .sources snippet; "
         "env PFBUILD_REPO_URL)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cosign-key", type=Path, metavar="FILE",
+        default=os.environ.get(cosign.KEY_FILE_ENV) or None,
+        help="the cosign private key that signs the images, its password in COSIGN_PASSWORD "
+        f"(env {cosign.KEY_FILE_ENV}); default: a local key pair made in the workspace",
+    )  # fmt: skip
 
 
 def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
@@ -61,6 +69,7 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
         images=not args.no_image,
         jobs=args.jobs,
         repo_url=check_repo_url(args.url),
+        cosign_key=args.cosign_key,
     )
 
 

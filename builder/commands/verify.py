@@ -10,12 +10,13 @@ from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
 from builder.image.sbom import image_id
+from builder.publish.cosign import Cosign, cosign_for_verifying
 from builder.publish.verify import verify_release
 
 NAME = "verify"
 HELP = (
     "check a published release link by link: pinned key, InRelease, Packages, .debs, signed "
-    "provenance, SBOMs, images (no workspace needed)"
+    "provenance, SBOMs, images and their cosign signatures (no workspace needed)"
 )
 # A consumer runs this anywhere: no workspace is made or read.
 USES_WORKSPACE = False
@@ -44,14 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     lookup: Callable[[str], str] | None = None
+    cosign: Callable[[], Cosign] | None = None
     if args.image:
 
         def lookup(tag: str) -> str:
             return image_id(docker_client(ctx), tag)
 
+        def cosign() -> Cosign:
+            return cosign_for_verifying(lambda: docker_client(ctx))
+
     name, links = verify_release(
-        args.repo, args.key, release=args.release, images=args.image, image_id_of=lookup
-    )
+        args.repo, args.key, release=args.release, images=args.image, image_id_of=lookup,
+        cosign=cosign,
+    )  # fmt: skip
     log.info("%s in %s, pinned key %s", name, args.repo, args.key.upper())
     for link in links:
         print(link.line(), flush=True)

@@ -95,6 +95,11 @@ class Context:
         """The repository signing key store (a GNUPGHOME, mode 0700); secrets never leave it."""
         return self.workspace / "signing"
 
+    @property
+    def cosign_dir(self) -> Path:
+        """The local cosign key pair that signs images (mode 0700); the secret never leaves it."""
+        return self.workspace / "cosign"
+
     def build_dir(self, recipe: str, version: str, target: str) -> Path:
         """Results of one sbuild run: .debs, .changes, .buildinfo, build.log, result.json."""
         return self.workspace / "builds" / recipe / version / target

@@ -81,6 +81,30 @@ def check_tool(tool: Tool) -> Check:
     return Check(tool.label, True, package_version(tool.package) or "installed")
 
 
+def policy_candidate(policy: str) -> str | None:
+    """The candidate version in `apt-cache policy` output, None when apt has none."""
+    for line in policy.splitlines():
+        name, _, value = line.strip().partition(":")
+        if name == "Candidate":
+            value = value.strip()
+            return None if value in ("", "(none)") else value
+    return None
+
+
+def check_cosign() -> Check:
+    """cosign on PATH; missing only where the host's distribution packages it (Debian 13)."""
+    if shutil.which("cosign", path=SBIN_PATH) is not None:
+        return Check("cosign", True, package_version("cosign") or "installed")
+    try:
+        candidate = policy_candidate(run.output(["apt-cache", "policy", "cosign"]))
+    except (CommandError, PfbuildError):
+        candidate = None
+    if candidate is not None:
+        return Check("cosign", False, f"not installed (package cosign {candidate})", ("cosign",))
+    # Debian 12 has no cosign: the images are signed and checked with a trixie tool image.
+    return Check("cosign", True, "not packaged here: runs in the pfbuild-cosign image (trixie)")
+
+
 def check_support_packages() -> Check:
     """Keyrings and compressors that the tools need."""
     missing = tuple(p for p in SUPPORT_PACKAGES if package_version(p) is None)
@@ -150,6 +174,7 @@ def check_disk(ctx: Context) -> Check:
 def run_checks(ctx: Context) -> list[Check]:
     """Every prerequisite, in the order the report shows them."""
     checks = [check_tool(tool) for tool in TOOLS]
+    checks.append(check_cosign())
     checks.append(check_support_packages())
     checks.append(check_build_user(ctx.build_user))
     checks.append(check_userns())

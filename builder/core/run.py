@@ -171,17 +171,38 @@ def run_in_image(
     accept: Collection[int] = (0,),
     timeout: float = 60,
     entrypoint: Sequence[str] | None = None,
+    network: str = "host",
+    volumes: Mapping[str, str] | None = None,
+    read_only: Collection[str] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `cmd` in a one-shot container of `image` (host network), logged and judged like `run`.
+    """Run `cmd` in a one-shot container of `image`, logged and judged like `run`.
 
-    `entrypoint` replaces the image's own (an empty list runs `cmd` as it is).
+    `entrypoint` replaces the image's own (an empty list runs `cmd` as it is). `volumes` mounts
+    host folders (host path -> container path), read-only for those in `read_only`;
+    `environment` sets variables whose values are not logged.
     """
     argv = [str(c) for c in cmd]
     override = [] if entrypoint is None else ["--entrypoint", " ".join(entrypoint)]
-    cmdline = shlex.join(["docker", "run", "--rm", "--network", "host", *override, image, *argv])
+    mounts = {
+        host: {"bind": inside, "mode": "ro" if host in read_only else "rw"}
+        for host, inside in (volumes or {}).items()
+    }
+    shown = [
+        *[f"--volume={h}:{m['bind']}:{m['mode']}" for h, m in mounts.items()],
+        # A variable by name only: the docker CLI takes its value from the caller's environment.
+        *[f"--env={name}" for name in environment or {}],
+    ]
+    cmdline = shlex.join(
+        ["docker", "run", "--rm", "--network", network, *shown, *override, image, *argv]
+    )
     log.debug("$ %s", cmdline)
     options: dict[str, Any] = {} if entrypoint is None else {"entrypoint": list(entrypoint)}
-    container = client.containers.run(image, argv, network_mode="host", detach=True, **options)
+    if mounts:
+        options["volumes"] = mounts
+    if environment:
+        options["environment"] = dict(environment)
+    container = client.containers.run(image, argv, network_mode=network, detach=True, **options)
     try:
         status = int(container.wait(timeout=timeout)["StatusCode"])
         logs = bytes(container.logs(stdout=True, stderr=True))

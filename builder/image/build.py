@@ -57,6 +57,8 @@ class ImageConfig:
     created_epoch: int = 0
     registry: str | None = None
     base_images: Mapping[str, str] = field(default_factory=dict)
+    # The cosign private key that signs pushed images; None: the workspace's local pair.
+    cosign_key: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ": @") or self.name != self.name.lower():
@@ -85,6 +87,8 @@ class BuiltImage:
     tags: tuple[str, ...]
     version: str
     size: int
+    # What cosign signed in the registry (REPO@sha256:DIGEST), when the image was pushed.
+    signed: tuple[str, ...] = ()
 
 
 def variants() -> tuple[str, ...]:
@@ -325,3 +329,17 @@ def push_tags(client: docker.DockerClient, tags: Sequence[str]) -> None:
                     "log in to the registry (docker login) or check --registry",
                 )
         log.info("pushed %s", tag)
+
+
+def pushed_digests(client: docker.DockerClient, image_id: str, tags: Sequence[str]) -> list[str]:
+    """`REPO@sha256:DIGEST` of the pushed image in each of its tags' repositories."""
+    repos = {tag.rpartition(":")[0] for tag in tags}
+    digests = client.images.get(image_id).attrs.get("RepoDigests") or []
+    found = sorted(str(d) for d in digests if str(d).partition("@")[0] in repos)
+    if len(found) != len(repos):
+        raise PfbuildError(
+            f"the engine records no registry digest of {image_id[:19]} for every pushed tag",
+            f"it has {', '.join(map(str, digests)) or 'none'}",
+            "push again with --registry",
+        )
+    return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from builder.bootstrap.buildenv import ensure_base_image
@@ -28,6 +28,7 @@ from builder.image.build import (
     image_tags,
     oci_labels,
     push_tags,
+    pushed_digests,
     repo_state,
     require_published,
     serve_repo,
@@ -36,6 +37,7 @@ from builder.image.build import (
 from builder.image.proofs import Proof, prove_image
 from builder.image.tlsclient import ensure_tls_client_image
 from builder.model.distro import TRIXIE, Distribution
+from builder.publish.cosign import cosign_for_signing, ensure_cosign_key, sign_image
 from builder.publish.tree import inrelease_date
 
 log = logging.getLogger("pfbuild")
@@ -89,9 +91,20 @@ def build_variant_image(ctx: Context, config: ImageConfig, variant: str) -> Buil
         time.monotonic() - started,
         size // 10**6,
     )
+    signed: list[str] = []
     if config.registry:
         push_tags(client, tags)
-    return BuiltImage(variant, image_id, tuple(tags), version, size)
+        signed = sign_pushed_image(ctx, pushed_digests(client, image_id, tags), config.cosign_key)
+    return BuiltImage(variant, image_id, tuple(tags), version, size, tuple(signed))
+
+
+def sign_pushed_image(ctx: Context, refs: Sequence[str], key_file: Path | None) -> list[str]:
+    """Sign each pushed REPO@DIGEST with cosign (in its registry); return what was signed."""
+    cosign = cosign_for_signing(ctx)
+    key = ensure_cosign_key(ctx, cosign, key_file)
+    for ref in refs:
+        sign_image(cosign, key, ref)
+    return list(refs)
 
 
 def prove_variant(

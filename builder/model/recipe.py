@@ -135,6 +135,24 @@ class HardeningFlags:
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """A test of the packaging's own autopkgtests that our hardened defaults make fail, on purpose.
+
+    `test` is `<autopkgtest>/<case>` (a case of a Python unittest run by that test); the check
+    accepts the failure only when the case ends as `outcome` ("fail" or "error") with a detail
+    that `match` (a regular expression) finds, and every other test and case passes.
+    """
+
+    test: str
+    outcome: str
+    match: str
+    reason: str
+
+
+DEVIATION_OUTCOMES = ("fail", "error")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One package pfbuild builds: sources, verification, packaging, expectations."""
 
@@ -158,6 +176,11 @@ class Recipe:
     # Directory listings of the official release mirrors (`check-upstream` reads the newest
     # <source_package>-<series>.N.tar.gz from them), tried in order.
     release_listings: tuple[str, ...] = ()
+    # Debian's own autopkgtests that fail by design with our defaults, each with its reason.
+    autopkgtest_deviations: tuple[Deviation, ...] = ()
+    # A Postfix recipe: the check also gates the configuration a new install writes (lint-config
+    # with that build's `postconf -d`) and runs the install/upgrade/purge scenarios (lifecycle).
+    postfix_qa: bool = False
 
     def __post_init__(self) -> None:
         # Freeze the mappings so a loaded recipe cannot change under a running build.
@@ -232,6 +255,35 @@ def _check_hardening(recipe: Recipe) -> None:
             raise bad_field(recipe.name, "hardening", f"{text!r} is not one plain compiler flag")
 
 
+def _check_deviations(recipe: Recipe) -> None:
+    seen = set()
+    for deviation in recipe.autopkgtest_deviations:
+        test, _, case = deviation.test.partition("/")
+        if not NAME_RE.fullmatch(test) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", case):
+            raise bad_field(
+                recipe.name, "autopkgtest_deviations", f"{deviation.test!r} is not TEST/CASE"
+            )
+        if deviation.test in seen:
+            raise bad_field(recipe.name, "autopkgtest_deviations", f"{deviation.test} twice")
+        seen.add(deviation.test)
+        if deviation.outcome not in DEVIATION_OUTCOMES:
+            raise bad_field(
+                recipe.name,
+                "autopkgtest_deviations",
+                f"{deviation.test}: outcome {deviation.outcome!r} not in {DEVIATION_OUTCOMES}",
+            )
+        try:
+            re.compile(deviation.match)
+        except re.error as exc:
+            raise bad_field(
+                recipe.name, "autopkgtest_deviations", f"{deviation.test}: match: {exc}"
+            ) from None
+        if not deviation.reason.strip():
+            raise bad_field(
+                recipe.name, "autopkgtest_deviations", f"{deviation.test}: no reason given"
+            )
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Raise a PfbuildError naming the first field that is wrong."""
     if not NAME_RE.fullmatch(recipe.name):
@@ -289,6 +341,7 @@ def validate_recipe(recipe: Recipe) -> None:
             raise bad_field(
                 recipe.name, "release_listings", f"{listing!r} is not an http(s):// folder URL"
             )
+    _check_deviations(recipe)
     if recipe.templates and not (template_root() / recipe.templates).is_dir():
         raise bad_field(recipe.name, "templates", f"debian-templates/{recipe.templates} is missing")
     for overlay in recipe.overlays:

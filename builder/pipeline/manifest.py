@@ -78,6 +78,8 @@ def _attestations(outputs: Outputs) -> dict[str, Any]:
         "provenance": outputs.get("provenance"),
         "sboms": list(outputs.get("sboms", [])),
         "image_statements": list(outputs.get("image_statements", [])),
+        "image_signatures": list(outputs.get("image_signatures", [])),
+        **({"cosign_key": outputs["cosign_key"]} if "cosign_key" in outputs else {}),
     }
 
 

@@ -5,8 +5,20 @@ from __future__ import annotations
 import logging
 
 from builder.build import depschroot, sbuild, stage, stagedir
-from builder.check import blhc, elf, hardening, judge, report, targets, tools
+from builder.check import (
+    autopkgtest,
+    blhc,
+    elf,
+    hardening,
+    judge,
+    lifecycle,
+    report,
+    targets,
+    testbed,
+    tools,
+)
 from builder.check import stage as check_stage
+from builder.check.config import packaged
 from builder.core import unpack
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
@@ -37,7 +49,7 @@ from builder.pipeline.runners import (
     publish_runner,
     source_runner,
 )
-from builder.publish import aptly, attestations, debfacts, dsse, sbom, signing, tree
+from builder.publish import aptly, attestations, cosign, debfacts, dsse, sbom, signing, tree
 from builder.publish import inputs as publish_inputs
 from builder.publish import repo as publish
 from builder.source import package as source_package
@@ -106,7 +118,8 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
                 Action(f"check {rid} {name}", "check",
                        {"expected": ",".join(expected),
                         "code": code_digest(check_stage, hardening, judge, targets, tools,
-                                            report, elf, blhc)},
+                                            report, elf, blhc, autopkgtest, testbed, packaged,
+                                            lifecycle)},
                        (f"build {rid} {name}",), run=check_runner(ctx, recipe, version, dist),
                        long=True)
             )  # fmt: skip
@@ -132,7 +145,9 @@ def attest_action(
     # images that passed them are attested.
     return Action(
         "attest", "attest",
-        {"code": code_digest(attest, provenance, attestations, debfacts, dsse, sbom, image_sbom)},
+        {"code": code_digest(attest, provenance, attestations, debfacts, dsse, sbom, image_sbom,
+                             cosign),
+         "cosign_key": str(request.cosign_key or "")},
         tuple(a.name for a in before),
         run=attest_runner(ctx, request, recipes),
     )  # fmt: skip

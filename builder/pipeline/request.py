@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from builder.model.distro import Distribution
 
@@ -18,3 +19,5 @@ class ReleaseRequest:
     images: bool = True
     jobs: int = 1
     repo_url: str = "http://127.0.0.1:8080/"
+    # The cosign private key that signs the images; None: the workspace's local pair.
+    cosign_key: Path | None = None

@@ -10,8 +10,16 @@ from pathlib import Path
 
 from builder.build.sbuild import dsc_files
 from builder.build.stage import build_target
+from builder.check.autopkgtest import AUTOPKGTEST_JSON, require_autopkgtest_passed
+from builder.check.config.packaged import CONFIG_JSON, require_clean
+from builder.check.lifecycle import LIFECYCLE_JSON, require_lifecycle_passed
 from builder.check.report import REPORT_JSON, require_passed
-from builder.check.stage import check_target
+from builder.check.stage import (
+    autopkgtest_target,
+    check_target,
+    config_gate_target,
+    lifecycle_target,
+)
 from builder.core.checkout import git_revision
 from builder.core.context import Context
 from builder.core.digest import file_entry
@@ -83,7 +91,38 @@ def check_runner(
     def run_check(_deps: Mapping[str, Outputs]) -> Outputs:
         report, report_dir = check_target(ctx, recipe.name, version, dist)
         require_passed(report, report_dir)
-        return {"verdict": report.verdict, "report": str(report_dir / REPORT_JSON)}
+        tests, _ = autopkgtest_target(ctx, recipe.name, version, dist)
+        require_autopkgtest_passed(tests, report_dir)
+        gate = config_gate_target(ctx, recipe.name, version, dist)
+        if gate is not None:
+            require_clean(gate, dist.name)
+        cycle = lifecycle_target(ctx, recipe.name, version, dist)
+        if cycle is not None:
+            require_lifecycle_passed(cycle, report_dir)
+        return {
+            "lifecycle": None
+            if cycle is None
+            else {
+                "verdict": cycle.verdict,
+                "report": str(report_dir / LIFECYCLE_JSON),
+                "steps": len(cycle.steps),
+                "notes": list(cycle.notes),
+            },
+            "config_gate": None
+            if gate is None
+            else {
+                "findings": len(gate.findings),
+                "report": str(report_dir / CONFIG_JSON),
+            },
+            "verdict": report.verdict,
+            "report": str(report_dir / REPORT_JSON),
+            "autopkgtest": {
+                "verdict": tests.verdict,
+                "report": str(report_dir / AUTOPKGTEST_JSON),
+                "tests": {t.name: t.outcome for t in tests.tests},
+                "deviations": list(tests.deviations),
+            },
+        }
 
     return run_check
 

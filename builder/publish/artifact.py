@@ -41,6 +41,9 @@ log = logging.getLogger("pfbuild")
 FORMAT = "pfbuild-artifact/1"
 MANIFEST = "artifact.json"
 REPORT_FILES = ("hardening.json", "hardening.txt")
+# Debian's autopkgtest verdict on the build runner, when the check ran it. It travels as a claim:
+# the publisher keeps it beside the build (prefixed) and does not run the tests again.
+QA_FILES = ("autopkgtest.json", "autopkgtest.log")
 # Where a build's log sits in the build directory, and under which name it travels.
 BUILD_LOG = "build.log"
 # What a build leaves (sbuild's result files and its log) and the check adds: nothing else travels.
@@ -128,6 +131,7 @@ def export_build(ctx: Context, recipe: str, version: str, target: str) -> Path:
     if isinstance(report, dict) and all((report_dir / n).is_file() for n in REPORT_FILES):
         sources.update({name: report_dir / name for name in REPORT_FILES})
         check = {"verdict": report.get("verdict"), "report": "hardening.json"}
+        sources.update({n: report_dir / n for n in QA_FILES if (report_dir / n).is_file()})
     dest = ctx.artifacts_dir / artifact_name(recipe, version, target)
     with atomic_dir(dest) as tmp:
         for name, src in sorted(sources.items()):
@@ -220,7 +224,7 @@ def _refuse_unsafe_names(data: Mapping[str, Any], folder: Path) -> None:
 
 
 def _is_build_file(name: str) -> bool:
-    return name in (BUILD_LOG, *REPORT_FILES) or name.endswith(BUILD_SUFFIXES)
+    return name in (BUILD_LOG, *REPORT_FILES, *QA_FILES) or name.endswith(BUILD_SUFFIXES)
 
 
 def read_artifact_manifest(folder: Path) -> dict[str, Any]:

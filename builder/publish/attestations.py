@@ -39,6 +39,8 @@ log = logging.getLogger("pfbuild")
 INDEX_NAME = "index.json"
 PROVENANCE_NAME = "provenance.dsse.json"
 KEY_NAME = "pfbuild.asc"
+# The public half of the key that signs the images with cosign; a subject of the provenance.
+COSIGN_KEY_NAME = "cosign.pub"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 # Ours: what a pfbuild release is and how its parameters read (README, "Verify what you install").
@@ -70,6 +72,11 @@ def image_sbom_name(variant: str) -> str:
 def image_statement_name(variant: str) -> str:
     """The signed in-toto statement about one image (subject: its config digest)."""
     return f"image-{variant}.dsse.json"
+
+
+def image_cosign_name(variant: str) -> str:
+    """cosign's signature (base64) of one image's ID, made with the key in cosign.pub."""
+    return f"image-{variant}.cosign.sig"
 
 
 def inrelease_path(suite: str) -> str:
@@ -149,6 +156,14 @@ class ImageFacts:
         return self.image_id.removeprefix("sha256:")
 
 
+@dataclass(frozen=True)
+class CosignSignatures:
+    """cosign's public key and, per image variant, its signature of the image's ID."""
+
+    public_key: bytes
+    signatures: Mapping[str, bytes]
+
+
 def subject(name: str, sha256: str) -> dict[str, Any]:
     """An in-toto resource descriptor naming one artifact by its sha256."""
     return {"name": name, "digest": {"sha256": sha256}}
@@ -189,11 +204,14 @@ def make_attestations(
     images: Sequence[ImageFacts],
     predicate: Mapping[str, Any],
     created: datetime,
+    cosign: CosignSignatures | None = None,
 ) -> dict[str, bytes]:
-    """Every file of a release's attestation folder, by name: SBOMs, signed statements, key.
+    """Every file of a release's attestation folder, by name: SBOMs, signed statements, keys.
 
     The provenance names as subjects every published .deb (by pool path), each suite's
-    InRelease, each image (tag and config digest) and every other file of the folder.
+    InRelease, each image (tag and config digest) and every other file of the folder but the
+    repository key: with `cosign`, cosign.pub and each image's cosign signature too, so a
+    consumer believes cosign.pub because the repository key signed its sha256.
     """
     folder = release_folder(release_name(recipe, version))
     files: dict[str, bytes] = {}
@@ -222,6 +240,12 @@ def make_attestations(
             sign_envelope(key, statement_bytes(about))
         )
         subjects.append(subject(image.tag, image.digest))
+        if cosign is not None:
+            if image.variant not in cosign.signatures:
+                raise PfbuildError(f"the {image.variant} image has no cosign signature")
+            files[image_cosign_name(image.variant)] = cosign.signatures[image.variant]
+    if cosign is not None and images:
+        files[COSIGN_KEY_NAME] = cosign.public_key
     for name, data in sorted(files.items()):
         subjects.append(subject(f"{folder}/{name}", hashlib.sha256(data).hexdigest()))
     provenance = in_toto_statement(_unique(subjects), SLSA_PREDICATE_TYPE, predicate)

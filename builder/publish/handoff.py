@@ -28,6 +28,7 @@ from builder.publish.artifact import (
     BUILD_LOG,
     CHECK_FIX,
     CLAIMED_PREFIX,
+    QA_FILES,
     REPORT_FILES,
     Artifact,
     check_file,
@@ -52,7 +53,7 @@ class StagedBuild:
 def _copy_out(artifact: Artifact, build_dir: Path, report_dir: Path) -> None:
     """Copy every file (no hard link: the folder may change later) and hash the copy."""
     for entry in artifact.files:
-        if entry.name in REPORT_FILES:
+        if entry.name in (*REPORT_FILES, *QA_FILES):
             dest = report_dir / f"{CLAIMED_PREFIX}{entry.name}"
         else:
             dest = build_dir / entry.name

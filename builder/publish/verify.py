@@ -13,6 +13,9 @@ The chain, each link checked with what the links before it established:
                subject, with the same sha256, and each .deb subject of the suite is in it
   image        the signed image statement names the image the provenance names; with --image,
                the local image's ID is that subject's digest
+  cosign       with --image: cosign.pub and the image's cosign signature are subjects of the
+               provenance (so the repository key vouches for them), and `cosign verify-blob`
+               with that key accepts the signature over the local image's ID
 
 The tree is a folder (a copy of `dist/apt` from anywhere) or a URL, whose files are downloaded
 into a temporary folder as they are needed.
@@ -42,11 +45,13 @@ from builder.core.download import DownloadError, download
 from builder.core.errors import PfbuildError
 from builder.publish.attestations import (
     BUILD_TYPE,
+    COSIGN_KEY_NAME,
     IMAGE_PREDICATE_TYPE,
     INDEX_NAME,
     PROVENANCE_NAME,
     SLSA_PREDICATE_TYPE,
     STATEMENT_TYPE,
+    image_cosign_name,
     image_sbom_name,
     image_statement_name,
     inrelease_path,
@@ -54,6 +59,7 @@ from builder.publish.attestations import (
     release_folder,
     target_sbom_name,
 )
+from builder.publish.cosign import Cosign, image_id_blob, verify_blob
 from builder.publish.dsse import verify_envelope
 from builder.publish.sbom import BomSubject, read_bom
 from builder.publish.tree import ATTESTATIONS_DIR, KEY_FILE_NAME, MANIFEST_NAME, tree_path
@@ -143,6 +149,8 @@ class _State:
     inreleases: dict[str, str] = field(default_factory=dict)
     claimed: dict[str, Any] = field(default_factory=dict)
     statement: dict[str, Any] | None = None
+    # variant -> (tag, config digest) of each image whose SBOM link held.
+    attested_images: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @contextmanager
     def link(self, name: str) -> Iterator[None]:
@@ -285,16 +293,24 @@ def _provenance_links(
                 )
 
 
-def _bom(state: _State, files: TreeFiles, rel: str) -> BomSubject:
+def _subject_file(state: _State, files: TreeFiles, rel: str, *, named: bool = False) -> bytes:
+    """The bytes of a file of the tree that the verified provenance names with its sha256.
+
+    `named`: a mismatch says which file (for a link that checks more than one).
+    """
     _require(state.statement is not None, "the provenance is not verified")
     subjects = state.subjects()
     _require(rel in subjects, f"{rel} is not a subject of the provenance")
     data = _need(files.read(rel), f"the tree has no {rel}")
     _require(
         hashlib.sha256(data).hexdigest() == subjects[rel],
-        "its sha256 differs from the provenance subject",
+        f"{Path(rel).name + ': ' if named else ''}its sha256 differs from the provenance subject",
     )
-    return read_bom(data, rel)
+    return data
+
+
+def _bom(state: _State, files: TreeFiles, rel: str) -> BomSubject:
+    return read_bom(_subject_file(state, files, rel), rel)
 
 
 def _target_sbom_link(state: _State, files: TreeFiles, folder: str, target: str) -> None:
@@ -331,6 +347,7 @@ def _image_links(
             state.subjects().get(tag) == bom.sha256,
             f"it describes {tag} {bom.sha256[:16]}..., not an image the provenance names",
         )
+        state.attested_images[variant] = (tag, bom.sha256)
     with state.link(f"image signature {variant}"):
         _require(state.statement is not None, "the provenance is not verified")
         rel = f"{folder}/{image_statement_name(variant)}"
@@ -357,6 +374,41 @@ def _local_image_link(state: _State, tag: str, image_id_of: Callable[[str], str]
             f"its ID sha256:{local[:16]}... is not the image the provenance names "
             f"({', '.join(f'{n} {d[:16]}...' for n, d in sorted(images.items())) or 'none'})",
         )
+
+
+def _cosign_link(
+    state: _State,
+    files: TreeFiles,
+    folder: str,
+    tag: str,
+    image_id_of: Callable[[str], str] | None,
+    cosign: Callable[[], Cosign] | None,
+    scratch: Path,
+) -> None:
+    with state.link(f"cosign {tag}"):
+        _require(state.statement is not None, "the provenance is not verified")
+        local = _need(image_id_of, "no Docker Engine to ask")(tag).removeprefix("sha256:")
+        # The variant by the tag the provenance names, else by the image's ID.
+        by_tag = [v for v, (name, _) in state.attested_images.items() if name == tag]
+        by_id = [v for v, (_, digest) in state.attested_images.items() if digest == local]
+        variant = _need(next(iter(by_tag or by_id), None), "it is no image whose SBOM link holds")
+        _require(
+            f"{folder}/{COSIGN_KEY_NAME}" in state.subjects(),
+            f"the provenance names no {COSIGN_KEY_NAME}: the images were not signed with cosign",
+        )
+        public = _subject_file(state, files, f"{folder}/{COSIGN_KEY_NAME}", named=True)
+        signature = _subject_file(
+            state, files, f"{folder}/{image_cosign_name(variant)}", named=True
+        )
+        runner = _need(cosign, "no cosign to run")()
+        blob = image_id_blob(local)
+        try:
+            verify_blob(runner, public, signature, blob, scratch)
+        except PfbuildError as exc:
+            raise PfbuildError(
+                f"{exc.what} of {image_cosign_name(variant)} over the ID sha256:{local[:16]}...",
+                exc.why,
+            ) from None
 
 
 def image_subjects(subjects: Mapping[str, str]) -> dict[str, str]:
@@ -415,8 +467,13 @@ def verify_release(
     release: str | None = None,
     images: Sequence[str] = (),
     image_id_of: Callable[[str], str] | None = None,
+    cosign: Callable[[], Cosign] | None = None,
 ) -> tuple[str, list[Link]]:
-    """Check every link from the pinned key to the release's packages, SBOMs and images."""
+    """Check every link from the pinned key to the release's packages, SBOMs and images.
+
+    `image_id_of` gives a local image's ID, `cosign` the cosign to verify its signature with;
+    both are asked only for `images`.
+    """
     fpr = fingerprint.upper()
     if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", fpr):
         raise PfbuildError(
@@ -443,4 +500,5 @@ def verify_release(
             _image_links(state, files, keyring, folder, variant, fpr)
         for tag in images:
             _local_image_link(state, tag, image_id_of)
+            _cosign_link(state, files, folder, tag, image_id_of, cosign, scratch)
         return name, state.links

@@ -6,6 +6,8 @@ Uses the session's one release (tests/e2e/conftest.py); makes no build of its ow
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -113,4 +115,49 @@ def test_the_release_is_attested_and_a_consumer_can_verify_it(
     lines = proc.stdout.splitlines()
     assert lines and all(line.startswith("ok  ") for line in lines), lines
     assert f"ok  image {tag}" in lines and "ok  provenance subjects" in lines
+    assert f"ok  cosign {tag}" in lines
     assert not (tmp_path / "no-workspace").exists()
+
+
+def cosign_verify_blob(
+    folder: Path, variant: str, image_id: Path
+) -> subprocess.CompletedProcess[str]:
+    """The README's check by hand: cosign verify-blob (in the tool image: Debian 12 has none)."""
+    return subprocess.run(
+        ["docker", "run", "--rm", "--network", "none",
+         "-v", f"{folder.resolve()}:/attestations:ro", "-v", f"{image_id.parent}:/id:ro",
+         "pfbuild-cosign:latest", "cosign", "verify-blob",
+         "--key", "/attestations/cosign.pub",
+         "--signature", f"/attestations/image-{variant}.cosign.sig",
+         "--insecure-ignore-tlog=true", f"/id/{image_id.name}"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def test_each_image_is_cosign_signed_with_the_key_the_provenance_names(
+    release: subprocess.CompletedProcess[str], shared_workspace: Path, tmp_path: Path
+) -> None:
+    assert release.returncode == 0, release.stderr[-3000:]
+    data = manifest(shared_workspace)
+    folder = Path(data["actions"]["attest"]["outputs"]["folder"])
+    envelope = json.loads((folder / "provenance.dsse.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    attested = f"attestations/postfix-{VERSION}"
+    for name in ("cosign.pub", *(f"image-{v}.cosign.sig" for v in VARIANTS)):
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert subjects[f"{attested}/{name}"] == digest, name
+    assert data["attestations"]["cosign_key"]["path"] == str(folder / "cosign.pub")
+    for variant in VARIANTS:
+        # What a consumer writes: `docker image inspect --format '{{.Id}}' TAG > image-id`.
+        image_id = tmp_path / variant / "image-id"
+        image_id.parent.mkdir()
+        inspect = ["docker", "image", "inspect", "--format", "{{.Id}}"]
+        tag = f"pfbuild-postfix:{VERSION}-{variant}"
+        found = subprocess.run([*inspect, tag], capture_output=True, check=True, timeout=60)
+        image_id.write_bytes(found.stdout)
+        proc = cosign_verify_blob(folder, variant, image_id)
+        assert proc.returncode == 0 and "Verified OK" in proc.stderr + proc.stdout, proc.stderr
+    # The debian image's signature does not fit the ubuntu image.
+    proc = cosign_verify_blob(folder, "debian", tmp_path / "ubuntu" / "image-id")
+    assert proc.returncode != 0, proc.stdout + proc.stderr

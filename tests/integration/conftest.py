@@ -9,6 +9,7 @@ from builder.core.context import Context
 from builder.image import build as image
 from builder.model.distro import TARGETS
 from builder.model.loader import load_recipe
+from builder.publish.cosign import Cosign, cosign_for_signing
 
 POSTFIX_VERSION = "3.11.6"
 
@@ -35,3 +36,9 @@ def published(shared_ctx: Context) -> Context:
         targets = [a for t in missing for a in ("--target", t)]
         _cli(shared_ctx, "release", POSTFIX_VERSION, "--no-image", *targets)
     return shared_ctx
+
+
+@pytest.fixture(scope="session")
+def cosign_tool(shared_ctx: Context) -> Cosign:
+    """The cosign pfbuild signs with here: the host's, else the tool image made from trixie."""
+    return cosign_for_signing(shared_ctx)

@@ -322,6 +322,28 @@ def test_no_open_relay(main_container: PostfixContainer) -> None:
         smtp.rset()
 
 
+def test_sender_checks_bind_strangers_not_local_clients(main_container: PostfixContainer) -> None:
+    local = f"postmaster@{read_banner(main_container.port).split()[1]}"
+    with smtp_session(main_container.port, source=OUTSIDE) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("<root>")[0] == 250
+        code, reply = smtp.rcpt(local)
+        assert code == 504 and b"need fully-qualified address" in reply, reply
+        smtp.rset()
+        # No DNS answers in the test network: the unknown domain is refused, if only for now.
+        assert smtp.mail("<someone@unknown-domain.invalid>")[0] == 250
+        code, reply = smtp.rcpt(local)
+        assert code in (450, 550) and b"Sender address rejected" in reply, reply
+        smtp.rset()
+    # A program on the host (in mynetworks) may send as a bare local name, as Debian's tests do.
+    with smtp_session(main_container.port) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("<root>")[0] == 250
+        code, reply = smtp.rcpt(local)
+        assert code == 250, reply
+        smtp.rset()
+
+
 def test_no_config_warnings(main_container: PostfixContainer) -> None:
     for cmd in (
         ["postconf"],

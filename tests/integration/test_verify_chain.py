@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,15 @@ from cyclonedx.validation.json import JsonStrictValidator
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import GPGSigner  # type: ignore[attr-defined]  # not re-exported
 
+import docker
+from builder.bootstrap.buildenv import ensure_base_image
 from builder.cli import main
-from builder.core.context import Context
+from builder.core.context import Context, prepare_workspace
+from builder.core.engine import docker_client
+from builder.model.distro import RESOLUTE, TRIXIE
 from builder.publish import serve
-from builder.publish.attestations import publish_attestations
+from builder.publish.attestations import CosignSignatures, publish_attestations
+from builder.publish.cosign import Cosign, ensure_cosign_key, image_id_blob, sign_blob
 from builder.publish.signing import SigningKey
 from builder.publish.tree import refresh_tree
 from builder.publish.verify import verify_release
@@ -36,6 +42,7 @@ from tests.fixtures.attest import (
     DemoRelease,
     attest_demo,
     deb_version,
+    demo_image,
     export_key,
     make_key,
     publish_demo,
@@ -167,12 +174,17 @@ def test_the_local_image_must_be_the_attested_one(demo: DemoRelease) -> None:
     _name, links = verify_release(
         str(demo.tree), demo.key.fingerprint, images=[tag], image_id_of=lambda _t: IMAGE_ID
     )
-    assert links[-1].line() == f"ok  image {tag}"
+    assert links[-2].line() == f"ok  image {tag}"
+    # This release was attested without cosign: with --image, that link cannot hold.
+    assert links[-1].line() == (
+        f"FAIL cosign {tag}: the provenance names no cosign.pub: "
+        "the images were not signed with cosign"
+    )
     _name, links = verify_release(
         str(demo.tree), demo.key.fingerprint, images=[tag],
         image_id_of=lambda _t: "sha256:" + "cd" * 32,
     )  # fmt: skip
-    assert links[-1].line().startswith(f"FAIL image {tag}: its ID sha256:cdcdcdcdcdcdcdcd...")
+    assert links[-2].line().startswith(f"FAIL image {tag}: its ID sha256:cdcdcdcdcdcdcdcd...")
 
 
 # ---- tampering: each names the broken link ------------------------------------------------------
@@ -313,3 +325,147 @@ def test_attestations_survive_a_new_publish_and_a_second_release(
 
 def test_signing_key_type_is_the_repository_one(demo: DemoRelease) -> None:
     assert isinstance(demo.key, SigningKey)
+
+
+# ---- cosign: the image's signature, anchored by the provenance ----------------------------------
+
+TAG = f"{IMAGE_NAME}:{IMAGE_VERSION}"
+
+
+@pytest.fixture
+def real_images(shared_ctx: Context) -> Iterator[tuple[docker.DockerClient, str, str]]:
+    """The engine and two real image IDs; the demo's tag is removed afterwards."""
+    client = docker_client(shared_ctx)
+    trixie = str(client.images.get(ensure_base_image(shared_ctx, TRIXIE)).id)
+    resolute = str(client.images.get(ensure_base_image(shared_ctx, RESOLUTE)).id)
+    yield client, trixie, resolute
+    client.images.remove(TAG, noprune=True)
+
+
+def cosign_demo(
+    ctx: Context,
+    tmp_path: Path,
+    tool: Cosign,
+    client: docker.DockerClient,
+    image_id: str,
+    *,
+    signer: Path | None = None,
+) -> DemoRelease:
+    """The demo release with a real image under its tag, signed with cosign as attest does.
+
+    With `signer`, the signature is made by the key pair of another workspace, while the
+    provenance names this workspace's cosign.pub.
+    """
+    client.images.get(image_id).tag(*TAG.split(":"))
+    key = ensure_cosign_key(ctx, tool)
+    signing = (
+        ensure_cosign_key(Context(workspace=prepare_workspace(signer)), tool) if signer else key
+    )
+    signature = sign_blob(tool, signing, image_id_blob(image_id), tmp_path)
+    cosign = CosignSignatures(key.public.read_bytes(), {"debian": signature})
+    return publish_demo(
+        ctx, make_key(tmp_path / "key"), tmp_path, image=demo_image(image_id), cosign=cosign
+    )
+
+
+def test_the_image_cosign_signed_verifies_from_the_cli(
+    ctx: Context,
+    tmp_path: Path,
+    cosign_tool: Cosign,
+    real_images: tuple[docker.DockerClient, str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, trixie, _resolute = real_images
+    demo = cosign_demo(ctx, tmp_path, cosign_tool, client, trixie)
+    names = sorted(p.name for p in demo.folder.iterdir())
+    assert "cosign.pub" in names and "image-debian.cosign.sig" in names
+    code, lines, err = verify(copy_of(demo, tmp_path), demo.key.fingerprint, capsys, "--image", TAG)
+    assert code == 0, [*lines, err]
+    assert lines[-3:] == ["ok  image signature debian", f"ok  image {TAG}", f"ok  cosign {TAG}"]
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    path.unlink()  # published files may be hard links: never write through one
+    path.write_bytes(data)
+
+
+def other_cosign_key(tree: Path, tmp_path: Path, tool: Cosign) -> None:
+    other = ensure_cosign_key(Context(workspace=prepare_workspace(tmp_path / "other")), tool)
+    replace_file(tree / "attestations" / RELEASE / "cosign.pub", other.public.read_bytes())
+
+
+def flipped_signature(tree: Path, _tmp_path: Path, _tool: Cosign) -> None:
+    path = tree / "attestations" / RELEASE / "image-debian.cosign.sig"
+    raw = bytearray(base64.b64decode(path.read_bytes()))
+    raw[-1] ^= 1
+    replace_file(path, base64.b64encode(bytes(raw)))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "link"),
+    [
+        (
+            other_cosign_key,
+            f"FAIL cosign {TAG}: cosign.pub: its sha256 differs from the provenance",
+        ),
+        (flipped_signature, f"FAIL cosign {TAG}: image-debian.cosign.sig: its sha256 differs"),
+    ],
+    ids=["key", "signature"],
+)
+def test_a_tampered_cosign_key_or_signature_fails_the_cosign_link(
+    ctx: Context,
+    tmp_path: Path,
+    cosign_tool: Cosign,
+    real_images: tuple[docker.DockerClient, str, str],
+    capsys: pytest.CaptureFixture[str],
+    tamper: object,
+    link: str,
+) -> None:
+    client, trixie, _resolute = real_images
+    demo = cosign_demo(ctx, tmp_path, cosign_tool, client, trixie)
+    tree = copy_of(demo, tmp_path)
+    assert callable(tamper)
+    tamper(tree, tmp_path, cosign_tool)
+    code, lines, err = verify(tree, demo.key.fingerprint, capsys, "--image", TAG)
+    assert code == 3
+    assert failures(lines) == [lines[-1]] and lines[-1].startswith(link), lines
+    assert err.strip().splitlines()[-1].startswith("pfbuild: error: ")
+    assert f"first: cosign {TAG}" in err
+
+
+def test_another_image_under_the_tag_fails_cosign_too(
+    ctx: Context,
+    tmp_path: Path,
+    cosign_tool: Cosign,
+    real_images: tuple[docker.DockerClient, str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, trixie, resolute = real_images
+    demo = cosign_demo(ctx, tmp_path, cosign_tool, client, trixie)
+    client.images.get(resolute).tag(*TAG.split(":"))
+    code, lines, _err = verify(demo.tree, demo.key.fingerprint, capsys, "--image", TAG)
+    assert code == 3
+    local = resolute.removeprefix("sha256:")
+    assert failures(lines)[0].startswith(f"FAIL image {TAG}: its ID sha256:{local[:16]}...")
+    assert failures(lines)[1].startswith(
+        f"FAIL cosign {TAG}: cosign verify-blob refuses the signature of image-debian.cosign.sig "
+        f"over the ID sha256:{local[:16]}...: "
+    )
+
+
+def test_a_signature_by_another_cosign_key_fails_though_the_provenance_names_it(
+    ctx: Context,
+    tmp_path: Path,
+    cosign_tool: Cosign,
+    real_images: tuple[docker.DockerClient, str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every file is a subject with its sha256: only cosign itself can tell the key is wrong."""
+    client, trixie, _resolute = real_images
+    demo = cosign_demo(ctx, tmp_path, cosign_tool, client, trixie, signer=tmp_path / "signer")
+    code, lines, _err = verify(demo.tree, demo.key.fingerprint, capsys, "--image", TAG)
+    assert code == 3
+    assert failures(lines) == [lines[-1]]
+    assert lines[-1].startswith(
+        f"FAIL cosign {TAG}: cosign verify-blob refuses the signature of image-debian.cosign.sig"
+    )

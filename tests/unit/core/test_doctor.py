@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.core import doctor
+from builder.core import run as core_run
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 
@@ -86,3 +87,19 @@ def test_report_has_one_row_per_check() -> None:
         [doctor.Check("sbuild", True, "0.85"), doctor.Check("docker engine", False, "down")]
     )
     assert text.splitlines() == ["ok      sbuild         0.85", "MISSING docker engine  down"]
+
+
+def test_cosign_is_installed_where_apt_has_it_else_run_from_the_tool_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trixie = "cosign:\n  Installed: (none)\n  Candidate: 2.5.0-2+b5\n  Version table:\n"
+    assert doctor.policy_candidate(trixie) == "2.5.0-2+b5"
+    assert doctor.policy_candidate("cosign:\n  Installed: (none)\n  Candidate: (none)\n") is None
+    assert doctor.policy_candidate("") is None  # bookworm: apt-cache knows no such package
+    monkeypatch.setattr("shutil.which", lambda _cmd, path=None: None)
+    monkeypatch.setattr(core_run, "output", lambda _cmd: trixie)
+    check = doctor.check_cosign()
+    assert (check.ok, check.packages) == (False, ("cosign",))
+    monkeypatch.setattr(core_run, "output", lambda _cmd: "")
+    check = doctor.check_cosign()
+    assert check.ok and "pfbuild-cosign" in check.detail

@@ -315,3 +315,61 @@ def test_prove_variant_without_check_returns_every_proof_on_the_configured_base(
     )
     assert proofs == PROOFS
     assert fake_proofs == [("pfbuild-postfix:debian", "debian:trixie-slim", False)]
+
+
+class FakeImages:
+    """The slice of docker's image API that pushed_digests reads."""
+
+    def __init__(self, digests: list[str]) -> None:
+        self.digests = digests
+
+    def get(self, _ref: str) -> FakeImages:
+        return self
+
+    @property
+    def attrs(self) -> dict[str, list[str]]:
+        return {"RepoDigests": self.digests}
+
+
+class FakeImageClient:
+    def __init__(self, digests: list[str]) -> None:
+        self.images = FakeImages(digests)
+
+
+def test_the_pushed_digest_is_what_cosign_signs() -> None:
+    tags = image.image_tags("postfix", "3.11.6", "debian", "127.0.0.1:5000")
+    digest = "sha256:" + "cd" * 32
+    client = FakeImageClient([f"127.0.0.1:5000/postfix@{digest}", f"postfix@{digest}"])
+    found = image.pushed_digests(client, "sha256:" + "ab" * 32, tags)  # type: ignore[arg-type]
+    assert found == [f"127.0.0.1:5000/postfix@{digest}"]
+    client = FakeImageClient([f"other.example/postfix@{digest}"])
+    with pytest.raises(PfbuildError, match="no registry digest"):
+        image.pushed_digests(client, "sha256:" + "ab" * 32, tags)  # type: ignore[arg-type]
+
+
+def test_a_pushed_image_is_signed_with_the_configured_key(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed: list[tuple[object, str]] = []
+    keys: list[Path | None] = []
+
+    def ensure_key(_ctx: Context, _cosign: object, key_file: Path | None) -> str:
+        keys.append(key_file)
+        return "the key"
+
+    monkeypatch.setattr(stage, "cosign_for_signing", lambda _ctx: "the cosign")
+    monkeypatch.setattr(stage, "ensure_cosign_key", ensure_key)
+    monkeypatch.setattr(stage, "sign_image", lambda _c, key, ref: signed.append((key, ref)))
+    refs = ["127.0.0.1:5000/postfix@sha256:" + "cd" * 32]
+    assert stage.sign_pushed_image(ctx, refs, tmp_path / "ci.key") == refs
+    assert signed == [("the key", refs[0])] and keys == [tmp_path / "ci.key"]
+
+
+def test_cli_takes_the_cosign_key_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PFBUILD_COSIGN_KEY_FILE", str(tmp_path / "ci.key"))
+    args = build_parser().parse_args(["image", "--registry", "127.0.0.1:5000"])
+    assert args.cosign_key == tmp_path / "ci.key"
+    args = build_parser().parse_args(["image", "--cosign-key", "other.key"])
+    assert args.cosign_key == Path("other.key")

@@ -10,7 +10,7 @@ import pytest
 
 from builder.core.errors import PfbuildError
 from builder.model.loader import available_recipes, load_recipe
-from builder.model.recipe import HARDENING_PROPERTIES
+from builder.model.recipe import HARDENING_PROPERTIES, Deviation
 
 pytestmark = pytest.mark.unit
 
@@ -121,6 +121,26 @@ def test_packaging_pin_for_version() -> None:
         ),
         ({"templates": "no-such-dir"}, "templates"),
         ({"adjustments": {"bookworm": ()}}, "adjustments"),
+        (
+            {"autopkgtest_deviations": (Deviation("postfix", "fail", "x", "y"),)},
+            "autopkgtest_deviations",
+        ),
+        (
+            {"autopkgtest_deviations": (Deviation("postfix/test_a", "crash", "x", "y"),)},
+            "autopkgtest_deviations",
+        ),
+        (
+            {"autopkgtest_deviations": (Deviation("postfix/test_a", "fail", "(", "y"),)},
+            "autopkgtest_deviations",
+        ),
+        (
+            {"autopkgtest_deviations": (Deviation("postfix/test_a", "fail", "x", " "),)},
+            "autopkgtest_deviations",
+        ),
+        (
+            {"autopkgtest_deviations": (Deviation("postfix/test_a", "fail", "x", "y"),) * 2},
+            "autopkgtest_deviations",
+        ),
     ],
 )
 def test_bad_recipe_names_the_field(change: dict[str, object], field: str) -> None:

@@ -126,11 +126,17 @@ def test_recipe_digest_is_the_same_in_every_process() -> None:
 def test_manifest_names_the_published_attestations(tmp_path: Path) -> None:
     entry = {"path": str(tmp_path / "provenance.dsse.json"), "sha256": "a" * 64}
     sbom = {"path": str(tmp_path / "sbom-trixie.cdx.json"), "sha256": "b" * 64}
+    statement = {"path": str(tmp_path / "image-debian.dsse.json"), "sha256": "c" * 64}
+    signature = {"path": str(tmp_path / "image-debian.cosign.sig"), "sha256": "d" * 64}
+    cosign_key = {"path": str(tmp_path / "cosign.pub"), "sha256": "e" * 64}
     outputs = {"attest": {"folder": str(tmp_path), "provenance": entry, "sboms": [sbom],
-                          "image_statements": [], "key": "F" * 40}}  # fmt: skip
+                          "image_statements": [statement], "image_signatures": [signature],
+                          "cosign_key": cosign_key, "key": "F" * 40}}  # fmt: skip
     manifest = build_manifest(request(), outputs, {"attest": "k"})
     assert manifest["attestations"] == {
-        "folder": str(tmp_path), "provenance": entry, "sboms": [sbom], "image_statements": [],
+        "folder": str(tmp_path), "provenance": entry, "sboms": [sbom],
+        "image_statements": [statement], "image_signatures": [signature], "cosign_key": cosign_key,
     }  # fmt: skip
-    assert entry in manifest["artifacts"] and sbom in manifest["artifacts"]
+    for listed in (entry, sbom, statement, signature, cosign_key):
+        assert listed in manifest["artifacts"]
     assert "attestations" not in build_manifest(request(), {}, {})

@@ -100,3 +100,20 @@ def test_a_new_generation_adds_files_and_replaces_a_folder_whole(ctx: Context) -
     assert (live / "pool" / "main" / "a.deb").stat().st_ino == (
         first / "pool" / "main" / "a.deb"
     ).stat().st_ino
+
+
+def test_cosign_is_looked_for_only_when_an_image_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    def fake_verify(_repo: str, _key: str, **options: object) -> tuple[str, list[Link]]:
+        seen.append(options)
+        return "postfix-3.11.6", [Link("key", True)]
+
+    monkeypatch.setattr("builder.commands.verify.verify_release", fake_verify)
+    assert main(["verify", "--repo", str(tmp_path), "--key", FPR]) == 0
+    assert main(["verify", "--repo", str(tmp_path), "--key", FPR, "--image", "x:y"]) == 0
+    assert seen[0]["cosign"] is None and seen[0]["image_id_of"] is None
+    assert callable(seen[1]["cosign"]) and callable(seen[1]["image_id_of"])
+    assert capsys.readouterr().out == "ok  key\nok  key\n"
