@@ -20,7 +20,6 @@ from builder.check.config.lint import lint_config
 from builder.check.config.packaged import CONFIG_DIR, CONFIG_JSON
 from builder.model.loader import load_recipe
 from tests.e2e.conftest import VERSION
-from tests.fixtures.cli import run_pfbuild
 
 pytestmark = pytest.mark.e2e
 
@@ -65,16 +64,6 @@ def test_without_the_declaration_the_same_output_fails(
     report = judge_output(target, output, [], ())
     assert report.verdict == "fail"
     assert [p.split(":")[0] for p in report.problems] == [VRFY]
-
-
-def test_check_command_shows_the_deviation(
-    release: subprocess.CompletedProcess[str], shared_workspace: Path
-) -> None:
-    # One target: the release ran both; this is the command's own path, done once.
-    proc = run_pfbuild(shared_workspace, "check", "postfix", VERSION, "--target", "resolute")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "autopkgtest (" in proc.stdout and "for resolute: PASS" in proc.stdout
-    assert f"{VRFY}: deviation, as declared: {_reason()}" in proc.stdout
 
 
 @pytest.mark.parametrize("target", TARGETS)
