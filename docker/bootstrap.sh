@@ -10,15 +10,30 @@
 #   POSTFIX_<parameter>=value      a main.cf setting layered over /etc/postfix/main.cf
 #   TLS_CERT_FILE, TLS_KEY_FILE    mounted certificate chain and key (e.g. /etc/letsencrypt)
 #   SYSLOG_HOST[, SYSLOG_PORT=514, SYSLOG_PROTO=udp|tcp]  also send the log to a remote syslog
-#   RELOAD_INTERVAL=seconds        `postfix reload` this often (default 86400) and when the
-#                                  certificate files change (looked at every RELOAD_POLL=30 s)
-# `bootstrap.sh reload` (through docker exec) regenerates, checks and reloads at once;
-# `bootstrap.sh check` only validates the settings above; any other command is run as is.
+#   LINT=error|warn|off            the configuration gate at start and reload: an error-severity
+#                                  finding refuses the configuration (error, the default), is
+#                                  only logged (warn), or the gate does not run (off)
+#   RELOAD_INTERVAL=seconds        `postfix reload` this often (default 86400), and whenever
+#                                  main.cf, master.cf or the certificate files change (looked
+#                                  at every RELOAD_POLL=5 s)
+# `bootstrap.sh reload` (docker exec, or `postfix reload` in the container) regenerates, gates,
+# checks and reloads at once; `bootstrap.sh check` runs the settings' validation and the gate on
+# what would run, without starting anything (`bootstrap.sh settings`: the validation alone);
+# any other command is run as is.
 set -euo pipefail
 
 readonly USER_DIR=/etc/postfix
 readonly DEFAULTS_DIR=/etc/postfix.orig
 readonly RUN_DIR=/run/pfbuild-postfix
+readonly GATE_DIR=/usr/lib/pfbuild
+readonly POSTCONF_D=/usr/share/pfbuild/postconf-d.txt
+# The file in each generated directory that lists what it was made from (path, mtime, size,
+# inode per line): the reload loop compares it with the files as they are now.
+readonly SOURCES=pfbuild-sources
+# postfix and postconf in /usr/local/sbin act on the generated configuration
+# (postfix-command.sh); this script always names the directory itself, with the real ones.
+readonly USER_PATH=${PATH}
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -33,6 +48,10 @@ check_settings() {
         mimalloc | jemalloc | none) ;;
         *) die "MALLOC=${MALLOC} is not one of mimalloc, jemalloc, none" ;;
     esac
+    case "${LINT:=error}" in
+        error | warn | off) ;;
+        *) die "LINT=${LINT} is not one of error, warn, off" ;;
+    esac
     case "${SYSLOG_PROTO:=udp}" in
         udp | tcp) ;;
         *) die "SYSLOG_PROTO=${SYSLOG_PROTO} is not udp or tcp" ;;
@@ -43,8 +62,10 @@ check_settings() {
             die "${name}=${!name} is not a positive whole number"
         fi
     done
-    if [[ -n "${TZ:-}" && ! -f "/usr/share/zoneinfo/${TZ}" ]]; then
-        die "TZ=${TZ} is not a time zone in /usr/share/zoneinfo"
+    if [[ -n "${TZ:-}" ]]; then
+        [[ "${TZ}" =~ ^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$ && -f "/usr/share/zoneinfo/${TZ}" ]] ||
+            die "TZ=${TZ} is not a time zone in /usr/share/zoneinfo"
+        time_zone_rule >/dev/null
     fi
     if [[ -n "${TLS_CERT_FILE:-}${TLS_KEY_FILE:-}" ]]; then
         [[ -n "${TLS_CERT_FILE:-}" && -n "${TLS_KEY_FILE:-}" ]] ||
@@ -70,11 +91,14 @@ copy_missing_defaults() {
     [[ -e "${USER_DIR}/main.cf" ]] || die "${USER_DIR}/main.cf is missing and cannot be created"
 }
 
-set_time_zone() {
-    [[ -n "${TZ:-}" ]] || return 0
-    # The chrooted daemons read /etc/localtime (copied into the chroot by postfix-script).
-    ln -sf "/usr/share/zoneinfo/${TZ}" /etc/localtime
-    printf '%s\n' "${TZ}" >/etc/timezone
+time_zone_rule() {
+    # The POSIX TZ rule a TZif file ends with (RFC 8536): valid in every process, chrooted or
+    # not, with no file to read and none to write (a read-only root has no /etc/localtime to
+    # change, and the chrooted daemons could not read /usr/share/zoneinfo anyway).
+    local rule
+    rule=$(tail -n 1 "/usr/share/zoneinfo/${TZ}" | tr -d '\n')
+    [[ -n "${rule}" ]] || die "TZ=${TZ}: its zone file has no POSIX rule"
+    printf '%s' "${rule}"
 }
 
 # --- allocator -------------------------------------------------------------------------------
@@ -131,22 +155,38 @@ make_self_signed() {
     TLS_CERT_FILE="${cert}" TLS_KEY_FILE="${key}"
 }
 
-watched_files() {
-    # The certificate files whose change triggers a reload (symlinks followed: certbot renews
-    # by pointing live/ at new archive/ files).
-    local files
-    files=$(postconf -c "${RUN_DIR}" -hx smtpd_tls_chain_files smtpd_tls_cert_file \
-        smtpd_tls_key_file 2>/dev/null | tr ', ' '\n\n' | grep '^/' || true)
-    [[ -n "${files}" ]] && stat -L -c '%n %Y %s %i' ${files} 2>/dev/null || true
+source_files() {
+    # $1: a generated directory. The files whose change makes the reload loop regenerate:
+    # the user's main.cf and master.cf and the certificate files (symlinks followed: certbot
+    # renews by pointing live/ at new archive/ files). Postfix notices changed lookup tables
+    # by itself.
+    printf '%s\n' "${USER_DIR}/main.cf" "${USER_DIR}/master.cf"
+    postconf -c "$1" -hx smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file \
+        2>/dev/null | tr ', ' '\n' | grep '^/' || true
+}
+
+file_states() {
+    # One `path mtime size inode` line per file named on stdin; a missing file says so.
+    local path
+    while read -r path; do
+        stat -L -c '%n %Y %s %i' "${path}" 2>/dev/null || printf '%s missing\n' "${path}"
+    done
 }
 
 # --- the generated configuration directory ---------------------------------------------------
 
 import_environment_value() {
+    # Postfix clears the environment of what it starts: the preload and the time zone reach
+    # the daemons only through import_environment. "{ }" protects the rule's commas.
     local item value=""
     for item in $(postconf -c "${USER_DIR}" -h import_environment); do
-        [[ "${item}" == LD_PRELOAD=* ]] || value+="${item} "
+        case "${item}" in
+            LD_PRELOAD=*) ;;
+            TZ | TZ=*) [[ -n "${TZ:-}" ]] || value+="${item} " ;;
+            *) value+="${item} " ;;
+        esac
     done
+    [[ -z "${TZ:-}" ]] || value+="{ TZ=$(time_zone_rule) } "
     [[ -z "${PRELOAD}" ]] || value+="LD_PRELOAD=${PRELOAD}"
     printf '%s' "${value% }"
 }
@@ -177,15 +217,46 @@ generate_config() {
     local -a settings
     mapfile -t settings < <(override_settings)
     postconf -c "${dir}" -e "${settings[@]}"
+    # A read-only configuration without master.cf runs with the image's.
+    local master="${USER_DIR}/master.cf"
+    [[ -e "${master}" ]] || master="${DEFAULTS_DIR}/master.cf"
     if [[ -n "${SMTP_PORT:-}" ]]; then
-        sed -E "s/^smtp([[:space:]]+inet[[:space:]])/${SMTP_PORT}\1/" \
-            "${USER_DIR}/master.cf" >"${dir}/master.cf"
+        sed -E "s/^smtp([[:space:]]+inet[[:space:]])/${SMTP_PORT}\1/" "${master}" >"${dir}/master.cf"
     else
-        cp "${USER_DIR}/master.cf" "${dir}/master.cf"
+        cp "${master}" "${dir}/master.cf"
     fi
     # Postfix re-reads a file changed within the last second, dozing 0.3 s per try, until it
     # is older: that costs every Postfix program about two seconds right after a write.
     touch -d '2 seconds ago' "${dir}/main.cf" "${dir}/master.cf"
+    source_files "${dir}" | file_states >"${dir}/${SOURCES}"
+}
+
+run_gate() {
+    # $1: a generated directory. The gate's findings, one per line; exit 3 on an error.
+    # Files named under $config_directory are read from the user's directory.
+    PYTHONPATH=${GATE_DIR} python3 -B -m builder.check.config --postconf-d "${POSTCONF_D}" \
+        --tables "${USER_DIR}" --label "${USER_DIR} with the container's settings" "$1"
+}
+
+gate() {
+    # $1: a generated directory. Logs every finding; fails on an error unless LINT=warn.
+    # The last line on stderr is the verdict, for `die` or a skipped reload.
+    [[ "${LINT}" != off ]] || return 0
+    local out status=0 first
+    out=$(run_gate "$1" 2>&1) || status=$?
+    printf '%s\n' "${out}" | sed 's/^/bootstrap: gate: /' >&2
+    ((status != 0)) || return 0
+    if ((status == 3)); then
+        first=$(printf '%s\n' "${out}" | grep -m 1 '^error ' || printf '%s' "${out}" | tail -n 1)
+        GATE_VERDICT="the configuration gate refuses it: ${first}"
+    else
+        GATE_VERDICT="the configuration gate failed (exit ${status}): $(printf '%s' "${out}" | tail -n 1)"
+    fi
+    if [[ "${LINT}" == warn ]]; then
+        say "warning: ${GATE_VERDICT} (going on: LINT=warn)"
+        return 0
+    fi
+    return 1
 }
 
 check_config() {
@@ -235,6 +306,11 @@ new_generation() {
 reload_now() {
     local why=$1 candidate errors
     candidate=$(new_generation)
+    if ! gate "${candidate}"; then
+        say "reload (${why}) skipped: ${GATE_VERDICT} (set LINT=warn to reload anyway)"
+        rm -rf "${candidate}"
+        return 1
+    fi
     if ! errors=$(check_config "${candidate}"); then
         say "reload (${why}) skipped: postfix check failed: $(printf '%s' "${errors}" | tail -n 1)"
         rm -rf "${candidate}"
@@ -245,20 +321,39 @@ reload_now() {
     postfix -c "${RUN_DIR}" reload
 }
 
+locked_reload() {
+    # The reload loop and `postfix reload` from docker exec must not switch at the same time.
+    exec {lock}>"${RUN_DIR}.lock"
+    flock "${lock}"
+    reload_now "$@"
+}
+
+changed_sources() {
+    # Whether the files the running configuration was made from differ from what it recorded.
+    local recorded="${RUN_DIR}/${SOURCES}"
+    [[ -f "${recorded}" ]] || return 1
+    [[ "$(cut -d ' ' -f 1 "${recorded}" | file_states)" != "$(cat "${recorded}")" ]]
+}
+
 reload_loop() {
-    local interval=${RELOAD_INTERVAL:-86400} poll=${RELOAD_POLL:-30} last now certs seen
+    local interval=${RELOAD_INTERVAL:-86400} poll=${RELOAD_POLL:-5} last now refused=""
     poll=$((interval < poll ? interval : poll))
     last=$(date +%s)
-    seen=$(watched_files)
     while sleep "${poll}"; do
         now=$(date +%s)
-        certs=$(watched_files)
-        if [[ "${certs}" != "${seen}" ]]; then
-            reload_now "certificate files changed" || true
-            seen=$(watched_files)
+        if changed_sources; then
+            # A refused change is not tried again (and logged again) until the files change.
+            local state
+            state=$(cut -d ' ' -f 1 "${RUN_DIR}/${SOURCES}" | file_states)
+            [[ "${state}" != "${refused}" ]] || continue
+            if (locked_reload "configuration or certificate files changed"); then
+                refused=""
+            else
+                refused=${state}
+            fi
             last=${now}
         elif ((now - last >= interval)); then
-            reload_now "every ${interval} s" || true
+            (locked_reload "every ${interval} s") || true
             last=${now}
         fi
     done
@@ -269,14 +364,16 @@ reload_loop() {
 start() {
     check_settings
     copy_missing_defaults
-    set_time_zone
     PRELOAD=$(preload_path)
     if [[ -z "${TLS_CERT_FILE:-}" ]] && ! user_has_certificate; then
         make_self_signed
     fi
     export MALLOC TLS_CERT_FILE TLS_KEY_FILE PRELOAD
     rm -rf "${RUN_DIR}" "${RUN_DIR}".*
-    switch_config "$(new_generation)"
+    local generation
+    generation=$(new_generation)
+    gate "${generation}" || die "${GATE_VERDICT}; fix it (see the lines above), or start anyway with LINT=warn"
+    switch_config "${generation}"
     # No full `postfix check` here (it takes seconds): postfix start-fg still refuses a
     # configuration that postconf cannot parse, with Postfix's own one-line reason.
     if [[ -n "${SYSLOG_HOST:-}" ]]; then
@@ -292,16 +389,55 @@ start() {
     exec postfix -c "${RUN_DIR}" start-fg
 }
 
+certificate_for_reload() {
+    # The certificate start() chose: the mounted one, the user's, or the self-signed one.
+    if [[ -z "${TLS_CERT_FILE:-}" ]] && ! user_has_certificate; then
+        TLS_CERT_FILE="$(self_signed_dir)/cert.pem" TLS_KEY_FILE="$(self_signed_dir)/key.pem"
+    fi
+}
+
+check() {
+    # What would run, judged without starting or changing anything: the settings, the gate,
+    # and in a running container `postfix check` too.
+    check_settings
+    [[ -e "${USER_DIR}/main.cf" ]] ||
+        die "no main.cf in ${USER_DIR}: a container would start with the image's defaults"
+    PRELOAD=$(preload_path)
+    certificate_for_reload
+    local dir status=0
+    dir=$(mktemp -d /tmp/pfbuild-check.XXXXXX)
+    trap 'rm -rf "${dir}"' EXIT
+    if ! generate_config "${dir}/generation" 2>"${dir}/errors"; then
+        say "postconf cannot read ${USER_DIR}/main.cf: $(tail -n 1 "${dir}/errors")"
+        cp "${USER_DIR}/main.cf" "${dir}/generation/main.cf"
+        [[ ! -e "${USER_DIR}/master.cf" ]] || cp "${USER_DIR}/master.cf" "${dir}/generation/"
+        status=1
+    fi
+    if ! gate "${dir}/generation"; then
+        say "${GATE_VERDICT}"
+        status=3
+    fi
+    if [[ -e "${RUN_DIR}" ]] && ((status == 0)); then
+        check_config "${dir}/generation" >&2 || status=1
+    fi
+    if ((status == 0)); then
+        say "check passed"
+    fi
+    return "${status}"
+}
+
 case "${1:-start}" in
     start) start ;;
-    check) check_settings ;;
+    check) check ;;
+    settings) check_settings ;;
     reload)
         check_settings
         PRELOAD=$(preload_path)
-        if [[ -z "${TLS_CERT_FILE:-}" ]] && ! user_has_certificate; then
-            TLS_CERT_FILE="$(self_signed_dir)/cert.pem" TLS_KEY_FILE="$(self_signed_dir)/key.pem"
-        fi
-        reload_now "requested"
+        certificate_for_reload
+        locked_reload "requested"
         ;;
-    *) exec "$@" ;;
+    *)
+        PATH=${USER_PATH}
+        exec "$@"
+        ;;
 esac

@@ -45,6 +45,23 @@ MAKEDEFS_SCRUB = Replacement(
     "missed it",
 )
 
+# `berkeley_db=False` (a site recipe, see README.md): Postfix without Berkeley DB. makedefs is
+# told explicitly, not left to guess from whether db.h is in the chroot.
+WITHOUT_BERKELEY_DB = (
+    Replacement(
+        path="debian/control",
+        old="               libdb-dev,\n",
+        new="",
+        why="built without Berkeley DB: nothing links libdb, so no package depends on it",
+    ),
+    Replacement(
+        path="debian/rules",
+        old="\t-DDB_WARN_DEPRECATED\n",
+        new="\t-DDB_WARN_DEPRECATED -DNO_DB\n",
+        why="NO_DB drops the hash and btree lookup types from the build",
+    ),
+)
+
 RECIPE = Recipe(
     name="postfix",
     series="3.11",
@@ -138,6 +155,9 @@ RECIPE = Recipe(
         Overlay("main.cf.tls.j2", "debian/main.cf.tls", "postconf"),
     ),
     postfix_qa=True,
+    # On until the configuration gate has shown existing users how to move their tables.
+    berkeley_db=True,
+    without_berkeley_db=WITHOUT_BERKELEY_DB,
     template_options={
         # Off by default: see debian-templates/postfix/main.cf.tls.j2 for why.
         "send_pq_key_share_first": False,

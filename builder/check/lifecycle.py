@@ -7,11 +7,11 @@ this host's dockerd does not have (`--bridge=none`); so its steps run here in te
 - install: on a clean system, our packages' dependencies first and a snapshot of the file
   system, then our packages; postfix starts and stops.
 - upgrade-from-distro: the distribution's own postfix (installed when the testbed was made) is
-  set up by an admin: main.cf edited with postconf, /etc/aliases as a hash: table, a cdb:
-  virtual map, a regexp: header_checks table that puts a message on hold; the message is queued,
-  postfix stopped and our packages installed over it. The admin's files must keep their sha256,
-  the settings and maps answer the same, the held message still be queued, and postfix start
-  and deliver it.
+  set up by an admin: main.cf edited with postconf, /etc/aliases as a hash: table (cdb: for a
+  build without Berkeley DB, which has no hash:), a cdb: virtual map, a regexp: header_checks
+  table that puts a message on hold; the message is queued, postfix stopped and our packages
+  installed over it. The admin's files must keep their sha256, the settings and maps answer
+  the same, the held message still be queued, and postfix start and deliver it.
 - upgrade-from-previous: the same from our previous revision (+pf1) to the next (+pf2). Only
   one revision is built, so the +pf2 packages are the same binaries relabelled inside the
   testbed (dpkg-deb -R, Version and the exact-version relations between our packages changed,
@@ -33,6 +33,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from debian.debfile import DebFile
 
@@ -56,30 +57,74 @@ UPGRADE_DISTRO = "upgrade-from-distro"
 UPGRADE_PREVIOUS = "upgrade-from-previous"
 PURGE = "purge"
 
-ADMIN_PARAMS = {
-    "myhostname": "mail.example.test",
-    "mydestination": "$myhostname, localhost, example.test",
-    "alias_maps": "hash:/etc/aliases",
-    "alias_database": "hash:/etc/aliases",
-    "virtual_alias_maps": "cdb:/etc/postfix/virtual",
-    "header_checks": "regexp:/etc/postfix/header_checks",
-    "inet_interfaces": "loopback-only",
-    "inet_protocols": "ipv4",
-    "maillog_file": "/var/log/postfix.log",
-}
-ADMIN_FILES = (
-    "/etc/postfix/main.cf",
-    "/etc/aliases",
-    "/etc/aliases.db",
-    "/etc/postfix/virtual",
-    "/etc/postfix/virtual.cdb",
-    "/etc/postfix/header_checks",
-)
-# Besides its files: the folder holding them, the user mail goes to and that user's mailbox.
-ADMIN_PATHS = frozenset(
-    {*ADMIN_FILES, "/etc/postfix", "/home/admin", "/var/mail/admin", "/var/spool/mail/admin"}
-)
-LOOKUPS = (("cdb:/etc/postfix/virtual", "info@example.test"), ("hash:/etc/aliases", "root"))
+ALIAS_TYPES = ("hash", "cdb")
+
+
+@dataclass(frozen=True)
+class AdminSetup:
+    """What the admin sets up before an upgrade: main.cf settings, files and map lookups."""
+
+    alias_type: str  # hash (a build with Berkeley DB) or cdb (one without)
+    params: Mapping[str, str]
+    files: tuple[str, ...]
+    lookups: tuple[tuple[str, str], ...]  # (table, key)
+
+    @property
+    def alias_table(self) -> str:
+        """The admin's alias table, as alias_maps and alias_database name it."""
+        return f"{self.alias_type}:/etc/aliases"
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The admin's files, the folder holding them, the mail user and that user's mailbox."""
+        extra = {"/etc/postfix", "/home/admin", "/var/mail/admin", "/var/spool/mail/admin"}
+        return frozenset({*self.files, *extra})
+
+    @property
+    def note(self) -> str:
+        """What the report says the admin set up."""
+        return f"the admin's alias table: {self.alias_table} (alias_maps, alias_database)"
+
+    def tool(self, table: str) -> str:
+        """The tool that queries `table`: postalias for the alias table, postmap for the rest."""
+        return "postalias" if table == self.alias_table else "postmap"
+
+
+def admin_setup(alias_type: str = "hash") -> AdminSetup:
+    """The admin's set-up with /etc/aliases as a `hash` (Berkeley DB) or `cdb` table."""
+    if alias_type not in ALIAS_TYPES:
+        raise PfbuildError(
+            f"no admin set-up for alias tables of type {alias_type!r}",
+            fix=f"use one of {', '.join(ALIAS_TYPES)}",
+        )
+    aliases = f"{alias_type}:/etc/aliases"
+    # The alias database file: newaliases makes it for the type alias_database names.
+    database = {"hash": "/etc/aliases.db", "cdb": "/etc/aliases.cdb"}[alias_type]
+    params = {
+        "myhostname": "mail.example.test",
+        "mydestination": "$myhostname, localhost, example.test",
+        "alias_maps": aliases,
+        "alias_database": aliases,
+        "virtual_alias_maps": "cdb:/etc/postfix/virtual",
+        "header_checks": "regexp:/etc/postfix/header_checks",
+        "inet_interfaces": "loopback-only",
+        "inet_protocols": "ipv4",
+        "maillog_file": "/var/log/postfix.log",
+    }
+    files = (
+        "/etc/postfix/main.cf",
+        "/etc/aliases",
+        database,
+        "/etc/postfix/virtual",
+        "/etc/postfix/virtual.cdb",
+        "/etc/postfix/header_checks",
+    )
+    lookups = (("cdb:/etc/postfix/virtual", "info@example.test"), (aliases, "root"))
+    return AdminSetup(alias_type, MappingProxyType(params), files, lookups)
+
+
+# What existing sites built with Berkeley DB have; the default of every function taking a set-up.
+HASH_SETUP = admin_setup("hash")
 # Left after a purge by Debian's packaging, on purpose or by its design: reported, not failed.
 DEBIAN_LEFTOVERS: Mapping[str, str] = {
     "/etc/postfix/master.cf": (
@@ -233,36 +278,38 @@ def versions_body(packages: Sequence[str]) -> str:
     return f"dpkg-query -W -f '{fmt}' {shlex.join(packages)} 2>/dev/null || true"
 
 
-def admin_setup_body() -> str:
-    """The admin's configuration: main.cf, aliases (hash:), a cdb: map and a regexp: table."""
-    return _ADMIN_SETUP.format(params=shlex.join(f"{k} = {v}" for k, v in ADMIN_PARAMS.items()))
+def admin_setup_body(setup: AdminSetup = HASH_SETUP) -> str:
+    """The admin's configuration: main.cf, aliases (hash: or cdb:), a cdb: map, a regexp: table."""
+    # postconf -e comes first: newaliases makes the alias_database it sets.
+    return _ADMIN_SETUP.format(params=shlex.join(f"{k} = {v}" for k, v in setup.params.items()))
 
 
-def admin_state_sections(when: str) -> str:
+def admin_state_sections(when: str, setup: AdminSetup = HASH_SETUP) -> str:
     """Sections printing the admin's files (sha256sum), settings (postconf -n) and lookups."""
-    tool = {"cdb": "postmap", "hash": "postalias"}
     lookups = "\n".join(
-        f'echo "lookup {table} {key} -> $({tool[table.split(":")[0]]} -q {key} {table})"'
-        for table, key in LOOKUPS
+        f'echo "lookup {table} {key} -> $({setup.tool(table)} -q {key} {table})"'
+        for table, key in setup.lookups
     )
     return (
-        section_script(f"files-{when}", "sha256sum " + " ".join(ADMIN_FILES))
-        + section_script(f"settings-{when}", "postconf -n " + " ".join(ADMIN_PARAMS))
+        section_script(f"files-{when}", "sha256sum " + " ".join(setup.files))
+        + section_script(f"settings-{when}", "postconf -n " + " ".join(setup.params))
         + section_script(f"lookups-{when}", lookups)
     )
 
 
-def upgrade_sections(packages: Sequence[str], tag: str, install_cmd: str) -> str:
+def upgrade_sections(
+    packages: Sequence[str], tag: str, install_cmd: str, setup: AdminSetup = HASH_SETUP
+) -> str:
     """From a running set-up: message held, postfix stopped, the upgrade, the checks after it."""
     return "".join(
         [
-            admin_state_sections("before"),
+            admin_state_sections("before", setup),
             section_script("start-before", _START),
             section_script("queue-before", _QUEUE.format(tag=tag)),
             section_script("stop-before", _STOP),
             section_script("upgrade", install_cmd),
             section_script("versions-upgrade", versions_body(packages)),
-            admin_state_sections("after"),
+            admin_state_sections("after", setup),
             section_script("start-after", _START),
             section_script("queue-after", "postqueue -j"),
             section_script("deliver", _DELIVER.format(tag=tag)),
@@ -300,7 +347,10 @@ def relabel_body(versions: Mapping[str, str], out_dir: str) -> str:
     )
 
 
-def clean_script(packages: Sequence[str], debs: Sequence[str], versions: Mapping[str, str]) -> str:
+def clean_script(
+    packages: Sequence[str], debs: Sequence[str], versions: Mapping[str, str],
+    setup: AdminSetup = HASH_SETUP,
+) -> str:  # fmt: skip
     """install, upgrade-from-previous and purge, one after the other, on a clean testbed."""
     next_dir = f"{SCRATCH}/next"
     ours = shlex.join(packages)
@@ -320,8 +370,10 @@ def clean_script(packages: Sequence[str], debs: Sequence[str], versions: Mapping
             section_script("versions-install", versions_body(packages)),
             section_script("start-install", _START),
             section_script("stop-install", _STOP),
-            section_script("admin-setup", admin_setup_body()),
-            upgrade_sections(packages, UPGRADE_PREVIOUS, f"apt-get install -y -q {next_dir}/*.deb"),
+            section_script("admin-setup", admin_setup_body(setup)),
+            upgrade_sections(
+                packages, UPGRADE_PREVIOUS, f"apt-get install -y -q {next_dir}/*.deb", setup
+            ),
             section_script("remove", f"apt-get remove -y -q {ours}"),
             section_script("versions-remove", versions_body(packages)),
             section_script("purge", f"apt-get purge -y -q {ours}"),
@@ -333,14 +385,14 @@ def clean_script(packages: Sequence[str], debs: Sequence[str], versions: Mapping
     )
 
 
-def distro_script(packages: Sequence[str], install_cmd: str) -> str:
+def distro_script(packages: Sequence[str], install_cmd: str, setup: AdminSetup = HASH_SETUP) -> str:
     """upgrade-from-distro on a testbed with the distribution's postfix installed."""
     return "".join(
         [
             _PRELUDE,
             section_script("versions-distro", versions_body(packages)),
-            section_script("admin-setup", admin_setup_body()),
-            upgrade_sections(packages, UPGRADE_DISTRO, install_cmd),
+            section_script("admin-setup", admin_setup_body(setup)),
+            upgrade_sections(packages, UPGRADE_DISTRO, install_cmd, setup),
         ]
     )
 
@@ -472,42 +524,44 @@ def judge_distro_installed(versions: Section | None, ours: Mapping[str, str]) ->
     return LifecycleStep(UPGRADE_DISTRO, "from", is_distro, f"dpkg-query ii: {shown}")
 
 
-def judge_files_kept(scenario: str, before: Section | None, after: Section | None) -> LifecycleStep:
+def judge_files_kept(
+    scenario: str, before: Section | None, after: Section | None, setup: AdminSetup = HASH_SETUP
+) -> LifecycleStep:
     """Whether each admin file has the same sha256 after the upgrade as before."""
     old, new = parse_sha256sums(_text(before)), parse_sha256sums(_text(after))
     step = "admin's files kept"
-    if missing := [f for f in ADMIN_FILES if f not in old]:
+    if missing := [f for f in setup.files if f not in old]:
         return LifecycleStep(scenario, step, False, f"not there before: {', '.join(missing)}")
-    if changed := [f for f in ADMIN_FILES if new.get(f) != old[f]]:
+    if changed := [f for f in setup.files if new.get(f) != old[f]]:
         shown = "; ".join(f"{f} {old[f][:12]} -> {new.get(f, 'gone')[:12]}" for f in changed)
         return LifecycleStep(scenario, step, False, f"sha256 changed: {shown}")
-    shown = "; ".join(f"{Path(f).name} {old[f][:12]}" for f in ADMIN_FILES)
+    shown = "; ".join(f"{Path(f).name} {old[f][:12]}" for f in setup.files)
     return LifecycleStep(scenario, step, True, f"sha256 unchanged: {shown}")
 
 
 def judge_settings_kept(
-    scenario: str, before: Section | None, after: Section | None
+    scenario: str, before: Section | None, after: Section | None, setup: AdminSetup = HASH_SETUP
 ) -> LifecycleStep:
     """Whether postconf -n shows each of the admin's settings, as set, before and after."""
     old, new = parse_postconf(_text(before)), parse_postconf(_text(after))
     wrong = [
         f"{name}: {old.get(name)!r} -> {new.get(name)!r}"
-        for name, value in ADMIN_PARAMS.items()
+        for name, value in setup.params.items()
         if not old.get(name) == new.get(name) == value
     ]
-    evidence = "; ".join(wrong) or f"{len(ADMIN_PARAMS)} settings as set, before and after"
+    evidence = "; ".join(wrong) or f"{len(setup.params)} settings as set, before and after"
     return LifecycleStep(scenario, "admin's settings kept", not wrong, f"postconf -n: {evidence}")
 
 
 def judge_lookups_kept(
-    scenario: str, before: Section | None, after: Section | None
+    scenario: str, before: Section | None, after: Section | None, setup: AdminSetup = HASH_SETUP
 ) -> LifecycleStep:
     """Whether each admin table answers its key before the upgrade, and the same after it."""
     old, new = parse_lookups(_text(before)), parse_lookups(_text(after))
-    keys = [f"{table} {key}" for table, key in LOOKUPS]
-    passed = all(old.get(k) and old.get(k) == new.get(k) for k in keys)
-    shown = "; ".join(f"{k} -> {old.get(k)!r}, then {new.get(k)!r}" for k in keys)
-    return LifecycleStep(scenario, "maps answer the same", passed, f"postmap/postalias -q: {shown}")
+    queries = [(f"{t} {k}", f"{setup.tool(t)} -q {k} {t}") for t, k in setup.lookups]
+    passed = all(old.get(k) and old.get(k) == new.get(k) for k, _ in queries)
+    shown = "; ".join(f"{cmd} -> {old.get(k)!r}, then {new.get(k)!r}" for k, cmd in queries)
+    return LifecycleStep(scenario, "maps answer the same", passed, shown)
 
 
 def judge_started(scenario: str, start: Section | None) -> LifecycleStep:
@@ -541,18 +595,18 @@ def judge_delivered(scenario: str, deliver: Section | None) -> LifecycleStep:
 
 def upgrade_steps(
     scenario: str, sections: Mapping[str, Section], from_step: LifecycleStep,
-    expected: Mapping[str, str],
+    expected: Mapping[str, str], setup: AdminSetup = HASH_SETUP,
 ) -> list[LifecycleStep]:  # fmt: skip
     """Every claim of an upgrade: from what, set-up, upgrade, files, maps, queue, start, stop."""
     s = sections.get
-    setup = ["admin-setup", "start-before", "queue-before", "stop-before"]
+    before = ["admin-setup", "start-before", "queue-before", "stop-before"]
     return [
         from_step,
-        judge_ran(scenario, "admin set-up, message queued", [s(n) for n in setup]),
+        judge_ran(scenario, "admin set-up, message queued", [s(n) for n in before]),
         judge_installed(scenario, "upgrade", s("upgrade"), s("versions-upgrade"), expected),
-        judge_files_kept(scenario, s("files-before"), s("files-after")),
-        judge_settings_kept(scenario, s("settings-before"), s("settings-after")),
-        judge_lookups_kept(scenario, s("lookups-before"), s("lookups-after")),
+        judge_files_kept(scenario, s("files-before"), s("files-after"), setup),
+        judge_settings_kept(scenario, s("settings-before"), s("settings-after"), setup),
+        judge_lookups_kept(scenario, s("lookups-before"), s("lookups-after"), setup),
         judge_started(scenario, s("start-after")),
         judge_queue_kept(scenario, s("queue-before"), s("queue-after")),
         judge_delivered(scenario, s("deliver")),
@@ -584,9 +638,14 @@ def is_ignored(path: str) -> bool:
     return path in IGNORED_FILES or path.startswith(IGNORED_PREFIXES)
 
 
-def is_admins(path: str) -> bool:
+def is_admins(path: str, setup: AdminSetup = HASH_SETUP) -> bool:
     """Whether a path is one the admin made in the test (or a folder holding those)."""
-    return path in ADMIN_PATHS or path.startswith("/home/admin/")
+    return path in setup.paths or path.startswith("/home/admin/")
+
+
+def debian_leftovers(setup: AdminSetup = HASH_SETUP) -> dict[str, str]:
+    """DEBIAN_LEFTOVERS but the admin's own files: a cdb: admin remakes /etc/aliases.cdb."""
+    return {p: why for p, why in DEBIAN_LEFTOVERS.items() if not is_admins(p, setup)}
 
 
 def judge_removed(
@@ -605,17 +664,18 @@ def judge_removed(
 
 
 def judge_leftovers(
-    left: Section | None, gone: Section | None
+    left: Section | None, gone: Section | None, setup: AdminSetup = HASH_SETUP
 ) -> tuple[list[LifecycleStep], list[str]]:
     """Paths purge left (only the admin's and Debian's declared ones may be) and paths it took."""
     step = "no files left but the admin's"
     for section in (left, gone):
         if section is None or not section.ok:
             return [LifecycleStep(PURGE, step, False, _tail(section))], []
+    debian = debian_leftovers(setup)
     paths = [p for p in _text(left).splitlines() if p.startswith("/") and not is_ignored(p)]
-    admins = [p for p in paths if is_admins(p)]
-    declared = [p for p in paths if p in DEBIAN_LEFTOVERS]
-    unexpected = [p for p in paths if not is_admins(p) and p not in DEBIAN_LEFTOVERS]
+    admins = [p for p in paths if is_admins(p, setup)]
+    declared = [p for p in paths if p in debian]
+    unexpected = [p for p in paths if not is_admins(p, setup) and p not in debian]
     evidence = f"comm: the admin's {', '.join(admins) or 'none'}; Debian's {', '.join(declared)}"
     if unexpected:
         evidence = f"comm: unexpected {', '.join(unexpected)}; " + evidence[len("comm: ") :]
@@ -629,14 +689,15 @@ def judge_leftovers(
             f"comm: gone {', '.join(taken)}" if taken else "comm: every path of the snapshot left",
         ),
     ]
-    notes = [f"purge left, as declared: {p}: {DEBIAN_LEFTOVERS[p]}" for p in declared]
-    notes += [f"purge did not leave the declared {p}" for p in DEBIAN_LEFTOVERS if p not in paths]
+    notes = [f"purge left, as declared: {p}: {debian[p]}" for p in declared]
+    notes += [f"purge did not leave the declared {p}" for p in debian if p not in paths]
     return steps, notes
 
 
 def judge_clean_run(
-    sections: Mapping[str, Section], pf1: Mapping[str, str], pf2: Mapping[str, str]
-) -> tuple[list[LifecycleStep], list[str]]:
+    sections: Mapping[str, Section], pf1: Mapping[str, str], pf2: Mapping[str, str],
+    setup: AdminSetup = HASH_SETUP,
+) -> tuple[list[LifecycleStep], list[str]]:  # fmt: skip
     """The steps of install, upgrade-from-previous and purge, from the clean testbed's run."""
     s = sections.get
     packages = sorted(pf1)
@@ -653,21 +714,21 @@ def judge_clean_run(
         install,
         judge_started(INSTALL, s("start-install")),
         judge_ran(INSTALL, "postfix stops", [s("stop-install")]),
-        *upgrade_steps(UPGRADE_PREVIOUS, sections, from_step, pf2),
+        *upgrade_steps(UPGRADE_PREVIOUS, sections, from_step, pf2, setup),
         judge_removed("remove", s("remove"), s("versions-remove"), packages,
                       frozenset({"rc", "un", "pn"})),
         judge_removed("purge", s("purge"), s("versions-purge"), packages, frozenset({"un", "pn"})),
     ]  # fmt: skip
-    leftover_steps, notes = judge_leftovers(s("left-after-purge"), s("gone-after-purge"))
+    leftover_steps, notes = judge_leftovers(s("left-after-purge"), s("gone-after-purge"), setup)
     return steps + leftover_steps, upgrade_notes(UPGRADE_PREVIOUS, sections, pf1) + notes
 
 
 def judge_distro_run(
-    sections: Mapping[str, Section], pf1: Mapping[str, str]
+    sections: Mapping[str, Section], pf1: Mapping[str, str], setup: AdminSetup = HASH_SETUP
 ) -> tuple[list[LifecycleStep], list[str]]:
     """The steps of upgrade-from-distro, from the distribution testbed's run."""
     from_step = judge_distro_installed(sections.get("versions-distro"), pf1)
-    steps = upgrade_steps(UPGRADE_DISTRO, sections, from_step, pf1)
+    steps = upgrade_steps(UPGRADE_DISTRO, sections, from_step, pf1, setup)
     return steps, upgrade_notes(UPGRADE_DISTRO, sections, pf1)
 
 
@@ -694,9 +755,14 @@ def package_versions(debs: Iterable[Path]) -> dict[str, str]:
 
 
 def lifecycle_check(
-    ctx: Context, dist: Distribution, build_dir: Path, report_dir: Path
+    ctx: Context, dist: Distribution, build_dir: Path, report_dir: Path, berkeley_db: bool = True
 ) -> LifecycleReport:
-    """Install, upgrade (from the distribution's and from +pf1) and purge one target's packages."""
+    """Install, upgrade (from the distribution's and from +pf1) and purge one target's packages.
+
+    A build without Berkeley DB (`berkeley_db` False) has no hash: tables: its admin keeps the
+    aliases in a cdb: table, as the configuration gate tells them to.
+    """
+    setup = admin_setup("hash" if berkeley_db else "cdb")
     debs = package_debs(build_dir)
     if not debs:
         raise PfbuildError(
@@ -712,24 +778,25 @@ def lifecycle_check(
     clean = run_in_testbed(
         ctx,
         ensure_testbed(ctx, dist, debs, [], "lifecycle"),
-        clean_script(sorted(pf1), inside, relabel),
+        clean_script(sorted(pf1), inside, relabel, setup),
         mounts=mounts,
         log_path=report_dir / CLEAN_LOG,
         timeout=TIMEOUT,
     )
-    steps, notes = judge_clean_run(parse_sections(clean.output), pf1, pf2)
+    steps, notes = judge_clean_run(parse_sections(clean.output), pf1, pf2, setup)
     distro = run_in_testbed(
         ctx,
         ensure_testbed(ctx, dist, debs, DISTRO_TOOLS, "lifecycle-distro"),
-        distro_script(sorted(pf1), apt_install_cmdline(inside)),
+        distro_script(sorted(pf1), apt_install_cmdline(inside), setup),
         mounts=mounts,
         log_path=report_dir / DISTRO_LOG,
         timeout=TIMEOUT,
     )
-    distro_steps, distro_notes = judge_distro_run(parse_sections(distro.output), pf1)
+    distro_steps, distro_notes = judge_distro_run(parse_sections(distro.output), pf1, setup)
     steps += distro_steps
     verdict = "pass" if all(s.passed for s in steps) else "fail"
-    report = LifecycleReport(dist.name, verdict, tuple(steps), tuple(notes + distro_notes))
+    all_notes = (setup.note, *notes, *distro_notes)
+    report = LifecycleReport(dist.name, verdict, tuple(steps), all_notes)
     write_text(report_dir / LIFECYCLE_JSON, report.to_json())
     return report
 

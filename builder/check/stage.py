@@ -62,18 +62,21 @@ def config_gate_target(
 
     Only a recipe that packages Postfix (its `postfix_qa` field) has a configuration to judge.
     """
-    if not load_recipe(recipe_name).postfix_qa:
+    recipe = load_recipe(recipe_name)
+    if not recipe.postfix_qa:
         return None
     build_dir = ctx.build_dir(recipe_name, version, dist.name)
     report_dir = ctx.report_dir(recipe_name, version, dist.name)
-    return gate_packaged_config(ctx, dist, build_dir, report_dir)
+    return gate_packaged_config(ctx, dist, build_dir, report_dir, recipe.berkeley_db)
 
 
 def lifecycle_target(
     ctx: Context, recipe_name: str, version: str, dist: Distribution
 ) -> LifecycleReport | None:
     """Install, upgrade (from the distribution's postfix, from our previous revision), purge."""
-    if not load_recipe(recipe_name).postfix_qa:
+    recipe = load_recipe(recipe_name)
+    if not recipe.postfix_qa:
         return None
     build_dir = ctx.build_dir(recipe_name, version, dist.name)
-    return lifecycle_check(ctx, dist, build_dir, ctx.report_dir(recipe_name, version, dist.name))
+    report_dir = ctx.report_dir(recipe_name, version, dist.name)
+    return lifecycle_check(ctx, dist, build_dir, report_dir, recipe.berkeley_db)

@@ -21,7 +21,9 @@ from pathlib import Path
 from debian import deb822
 from debian.debian_support import Version
 
+import builder
 import docker
+from builder.check import config as config_gate
 from builder.core.atomic import pid_temp_dir
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
@@ -34,7 +36,20 @@ from builder.publish.tree import KEY_FILE_NAME, sources_snippet
 
 log = logging.getLogger("pfbuild")
 
-TEMPLATE_FILES = ("Dockerfile", "bootstrap.sh", "healthcheck.sh", "syslog-forward.pl")
+TEMPLATE_FILES = (
+    "Dockerfile",
+    "bootstrap.sh",
+    "healthcheck.sh",
+    "postfix-command.sh",
+    "syslog-forward.pl",
+)
+# The configuration gate as the image runs it (python3 -m builder.check.config): its modules
+# and the two core ones they import, standard library only. packaged.py runs pfbuild's
+# testbeds and stays out.
+GATE_DIR = "gate"
+GATE_SUPPORT = ("__init__.py", "core/__init__.py", "core/errors.py", "core/schema.py",
+                "check/__init__.py")  # fmt: skip
+GATE_LEFT_OUT = ("packaged.py",)
 DEFAULT_NAME = "pfbuild-postfix"
 DEFAULT_SOURCE = "https://github.com/pfbuild/pfbuild"
 MAP_PACKAGES = tuple(
@@ -235,11 +250,35 @@ def require_published(tree: Path, dist: Distribution, packages: Sequence[str]) -
     return upstream_version(versions["postfix"])
 
 
+def gate_files() -> list[tuple[Path, str]]:
+    """The configuration gate's source files and their paths under the `builder` package."""
+    top = Path(builder.__file__).parent
+    gate = Path(config_gate.__file__).parent
+    names = [*GATE_SUPPORT]
+    names += sorted(
+        p.relative_to(top).as_posix() for p in gate.glob("*.py") if p.name not in GATE_LEFT_OUT
+    )
+    return [(top / name, name) for name in names]
+
+
+def gate_digest() -> str:
+    """What the image's gate is made of: a change to any of its modules rebuilds the image."""
+    digest = hashlib.sha256()
+    for path, name in gate_files():
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
 def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
-    """Fill `dest` with the docker/ templates and the apt/ folder for one suite."""
+    """Fill `dest` with the docker/ templates, the gate and the apt/ folder for one suite."""
     for name in TEMPLATE_FILES:
         shutil.copy2(DOCKER_DIR / name, dest / name)
         (dest / name).chmod(0o644 if name == "Dockerfile" else 0o755)
+    for path, name in gate_files():
+        target = dest / GATE_DIR / "builder" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        target.chmod(0o644)
     apt = dest / "apt"
     apt.mkdir()
     key = tree / KEY_FILE_NAME

@@ -24,15 +24,46 @@ from builder.image.smtp import LOOPBACK, free_port, wait_for_banner
 
 CONTAINER_PREFIX = "pfbuild-imagetest"
 
+# The locked-down mode (docker/compose.yaml, docker/README.md "Least privilege"): a read-only
+# root, tmpfs for /run and /tmp, the volumes, no privilege gained through exec, and only the
+# capabilities Postfix needs, each measured by dropping it (docker/README.md says why each).
+LOCKDOWN_CAPS = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+    "SYS_CHROOT",
+)
+# Paths inside the container, not on this host.
+LOCKDOWN_TMPFS = {"/run": "rw,nosuid,nodev,mode=0755", "/tmp": "rw,nosuid,nodev,mode=1777"}  # noqa: S108
 
-def container_env(port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a test container: loopback only, our port, mynetworks 127.0.0.1/32."""
+
+def lockdown_options() -> dict[str, Any]:
+    """The docker SDK's create() arguments for a locked-down container."""
     return {
+        "read_only": True,
+        "tmpfs": dict(LOCKDOWN_TMPFS),
+        "cap_drop": ["ALL"],
+        "cap_add": list(LOCKDOWN_CAPS),
+        "security_opt": ["no-new-privileges:true"],
+    }
+
+
+def container_env(port: int, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of a test container: loopback only, our port, mynetworks 127.0.0.1/32.
+
+    A None in `extra` leaves that variable out (the image's main.cf decides).
+    """
+    env: dict[str, str | None] = {
         "SMTP_PORT": str(port),
         "POSTFIX_inet_interfaces": LOOPBACK,
         "POSTFIX_mynetworks": f"{LOOPBACK}/32",
         **(extra or {}),
     }
+    return {name: value for name, value in env.items() if value is not None}
 
 
 def maps_libraries(maps_text: str) -> set[str]:
@@ -136,11 +167,12 @@ def start_postfix(
     client: docker.DockerClient,
     image: str,
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     volumes: Mapping[str, Mapping[str, str]] | None = None,
     port: int | None = None,
     scratch: Path,
     wait: bool = True,
+    locked_down: bool = False,
 ) -> PostfixContainer:
     """Create and start a container of `image` on a free port; wait for its banner."""
     port = port or free_port()
@@ -153,6 +185,7 @@ def start_postfix(
         network_mode="host",
         volumes=mounts,
         labels={"pfbuild.imagetest": "1"},
+        **(lockdown_options() if locked_down else {}),
     )
     running = PostfixContainer(client, container, port, volumes=mounts)
     started = time.monotonic()

@@ -24,6 +24,7 @@ import docker
 from builder.core.errors import PfbuildError
 from builder.image.container import (
     CONTAINER_PREFIX,
+    LOCKDOWN_CAPS,
     PostfixContainer,
     has_library,
     start_postfix,
@@ -51,6 +52,15 @@ from builder.image.tlsclient import (
     tls11_handshake_cmdline,
 )
 
+# The only files with a setuid or setgid bit the image keeps: Postfix's setgid postdrop and
+# postqueue (local submission and queue listing by users other than root).
+SETID_KEPT = frozenset({"/usr/sbin/postdrop", "/usr/sbin/postqueue"})
+# Capability bits of /proc/<pid>/status (linux/capability.h).
+CAPABILITY_BITS = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
+    "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13,
+    "SYS_CHROOT": 18, "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31,
+}  # fmt: skip
 MIMALLOC_LIB = "libmimalloc-secure.so"
 JEMALLOC_LIB = "libjemalloc.so"
 
@@ -110,26 +120,34 @@ class ImageProver:
     """Runs the acceptance proofs for one image; containers live in a scratch directory."""
 
     def __init__(
-        self, client: docker.DockerClient, image: str, tls_client: str, scratch: Path
+        self,
+        client: docker.DockerClient,
+        image: str,
+        tls_client: str,
+        scratch: Path,
+        locked_down: bool = False,
     ) -> None:
         self.client = client
         self.image = image
         self.tls_client = tls_client
         self.scratch = scratch
+        # Every container this prover starts runs locked down (container.lockdown_options).
+        self.locked_down = locked_down
         self.started: list[PostfixContainer] = []
 
     def start(
         self,
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         volumes: Mapping[str, Mapping[str, str]] | None = None,
         wait: bool = True,
     ) -> PostfixContainer:
         """Start a container of the image (see start_postfix); it is removed by close()."""
         scratch = Path(tempfile.mkdtemp(dir=self.scratch))
         running = start_postfix(
-            self.client, self.image, env=env, volumes=volumes, scratch=scratch, wait=wait
-        )
+            self.client, self.image, env=env, volumes=volumes, scratch=scratch, wait=wait,
+            locked_down=self.locked_down,
+        )  # fmt: skip
         self.started.append(running)
         return running
 
@@ -253,6 +271,58 @@ class ImageProver:
         expect(main_cf.read_bytes() == before, "main.cf changed")
         return f"read-only main.cf: banner {running.banner_seconds * 1000:.0f} ms, file unchanged"
 
+    def check_lockdown(self, running: PostfixContainer) -> str:
+        """The container runs read-only, with only LOCKDOWN_CAPS, and gains nothing by exec."""
+        running.container.reload()
+        host = running.container.attrs["HostConfig"]
+        expect(host.get("ReadonlyRootfs") is True, "the root filesystem is writable")
+        rc, out = running.exec(["sh", "-c", "touch /usr/pfbuild-probe"], check=False)
+        expect(rc != 0 and "Read-only file system" in out, f"writing /usr: exit {rc} {out}")
+        _, status = running.exec(["cat", "/proc/1/status"])
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        effective = int(fields["CapEff"].strip(), 16)
+        names = {name for name, bit in CAPABILITY_BITS.items() if effective >> bit & 1}
+        expect(names == set(LOCKDOWN_CAPS), f"PID 1 has capabilities {sorted(names)}")
+        expect(fields.get("NoNewPrivs", "").strip() == "1", "no_new_privs is not set")
+        return f"read-only root; PID 1 capabilities {','.join(sorted(names))}; NoNewPrivs 1"
+
+    def check_setid_files(self) -> str:
+        """No file with a setuid or setgid bit besides the ones Postfix needs."""
+        _, out = self.exec_default(
+            ["find", "/", "-xdev", "-type", "f", "-perm", "/6000"], accept=(0, 1)
+        )
+        found = set(out.split())
+        expect(found == SETID_KEPT, f"setuid/setgid files: {sorted(found)}")
+        return f"setuid/setgid: {', '.join(sorted(found))} only"
+
+    def check_admin_reload(self) -> str:
+        """`postconf -e` + `postfix reload` in the container change what the master runs."""
+        # The image's own mynetworks (127.0.0.0/8) trusts OUTSIDE_CLIENT; the reload loop is
+        # slowed down so that only the admin's reload can close the relay.
+        running = self.start(env={"POSTFIX_mynetworks": None, "RELOAD_POLL": "3600"})
+        before, _ = rcpt_reply(running.port, "someone@example.net", source=OUTSIDE_CLIENT)
+        expect(before == 250, f"before the edit, relaying from {OUTSIDE_CLIENT} got {before}")
+        edit = "postconf -e mynetworks=127.0.0.1/32 && postfix reload"
+        rc, out = running.exec(["sh", "-c", edit], check=False)
+        expect(rc == 0, f"{edit}: exit {rc}: {out.strip()[-200:]}")
+        after, msg = rcpt_reply(running.port, "someone@example.net", source=OUTSIDE_CLIENT)
+        expect(after == 554, f"after `{edit}`, relaying got {after} {msg}")
+        return f"`{edit}` in the container: relaying from {OUTSIDE_CLIENT} {before} -> {after}"
+
+    def check_gate_refuses_open_relay(self) -> str:
+        """The configuration gate stops a container whose main.cf makes an open relay."""
+        conf = Path(tempfile.mkdtemp(dir=self.scratch, prefix="open-relay-"))
+        (conf / "main.cf").write_text("compatibility_level = 3.11\nmynetworks = 0.0.0.0/0\n")
+        conf.chmod(0o755)
+        mounts = {str(conf): {"bind": "/etc/postfix", "mode": "ro"}}
+        running = self.start(volumes=mounts, env={"POSTFIX_mynetworks": None}, wait=False)
+        rc = running.wait_for_exit(timeout=60)
+        lines = running.logs().strip().splitlines()
+        last = lines[-1] if lines else ""
+        expect(rc != 0, "a container with mynetworks = 0.0.0.0/0 kept running")
+        expect("open-relay-mynetworks" in last, f"last line: {last[:200]}")
+        return f"mynetworks = 0.0.0.0/0: exit {rc}, {last[:90]}..."
+
     def exec_default(
         self, cmd: Sequence[str], *, check: bool = True, accept: Collection[int] = (0,)
     ) -> tuple[int, str]:
@@ -280,7 +350,7 @@ class ImageProver:
         expect(main_cf.read_bytes() == edited, "main.cf was rewritten")
         master_cf = conf / "master.cf"
         master_cf.write_text(master_cf.read_text() + "this line breaks master.cf\n")
-        skipped = "skipped: postfix check failed"
+        skipped = "reload (configuration or certificate files changed) skipped: "
         expect(wait_until(lambda: skipped in running.logs(), 20), "the reload was not skipped")
         time.sleep(1)
         expect(running.status() == "running", "the container stopped")
@@ -348,9 +418,14 @@ def prove_image(
     *,
     scratch: Path,
     healthcheck: bool = True,
+    locked_down: bool = False,
 ) -> list[Proof]:
-    """Run every acceptance proof against containers of `image`; return the results."""
-    prover = ImageProver(client, image, tls_client, scratch)
+    """Run every acceptance proof against containers of `image`; return the results.
+
+    `locked_down`: every container runs locked down (read-only root, minimal capabilities,
+    no-new-privileges), and the proofs are named "... (locked down)".
+    """
+    prover = ImageProver(client, image, tls_client, scratch, locked_down)
     try:
         main = prover.start()
         checks: list[tuple[str, Callable[[], str]]] = [
@@ -366,14 +441,21 @@ def prove_image(
             ("MALLOC=none", lambda: prover.check_preload_of("none", None)),
             ("MALLOC=bogus refused", prover.check_bogus_malloc),
             ("config volume", prover.check_config_volume),
+            ("postfix reload by the admin", prover.check_admin_reload),
+            ("open relay refused at start", prover.check_gate_refuses_open_relay),
             ("read-only main.cf", prover.check_readonly_main_cf),
             ("queue survives", prover.check_queue_survives),
             ("reload interval", prover.check_reload_logged),
             ("remote syslog", prover.check_syslog),
             ("mounted certificate", prover.check_mounted_certificate),
         ]
+        if locked_down:
+            checks.append(("lock-down in effect", lambda: prover.check_lockdown(main)))
+        else:
+            checks.append(("setuid/setgid files", prover.check_setid_files))
         if healthcheck:
             checks.append(("healthcheck", lambda: prover.check_healthy(main)))
-        return [_proof(name, check) for name, check in checks]
+        suffix = " (locked down)" if locked_down else ""
+        return [_proof(f"{name}{suffix}", check) for name, check in checks]
     finally:
         prover.close()

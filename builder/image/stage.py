@@ -116,7 +116,7 @@ def prove_variant(
     healthcheck: bool = True,
     check: bool = True,
 ) -> list[Proof]:
-    """Run every acceptance proof against containers of `tag`; return the results.
+    """Run every acceptance proof against containers of `tag`, by default and locked down.
 
     A failed proof raises PfbuildError naming the failures, unless `check` is False (the caller
     judges the proofs itself).
@@ -125,7 +125,14 @@ def prove_variant(
     # The client needs OpenSSL >= 3.5: trixie's, on the same base the debian variant uses.
     tls_client = ensure_tls_client_image(client, base_image_for(ctx, TRIXIE, base_images or {}))
     with pid_temp_dir(ctx.tmp_dir, "imagetest-") as tmp:
-        proofs = prove_image(client, tag, tls_client, scratch=Path(tmp), healthcheck=healthcheck)
+        proofs = [
+            proof
+            for locked_down in (False, True)
+            for proof in prove_image(
+                client, tag, tls_client, scratch=Path(tmp), healthcheck=healthcheck,
+                locked_down=locked_down,
+            )
+        ]  # fmt: skip
     failed = [p for p in proofs if not p.ok]
     if check and failed:
         raise PfbuildError(

@@ -181,6 +181,16 @@ class Recipe:
     # A Postfix recipe: the check also gates the configuration a new install writes (lint-config
     # with that build's `postconf -d`) and runs the install/upgrade/purge scenarios (lifecycle).
     postfix_qa: bool = False
+    # A Postfix recipe built without Berkeley DB when False: `without_berkeley_db` are the
+    # packaging edits that do it (no libdb in Build-Depends, so none in Depends), and the check
+    # proves it on the built package (`postconf -m` lists no hash or btree).
+    berkeley_db: bool = True
+    without_berkeley_db: tuple[Replacement, ...] = ()
+
+    def packaging_edits(self, target: str) -> tuple[Replacement, ...]:
+        """Every edit the source stage makes for `target` beyond the overlays."""
+        extra = () if self.berkeley_db else self.without_berkeley_db
+        return (*self.adjustments.get(target, ()), *extra)
 
     def __post_init__(self) -> None:
         # Freeze the mappings so a loaded recipe cannot change under a running build.
@@ -305,6 +315,9 @@ def validate_recipe(recipe: Recipe) -> None:
             )
         if src.dsc_sha256 and not SHA256_RE.fullmatch(src.dsc_sha256):
             raise bad_field(recipe.name, "packaging", f"{version}: dsc_sha256 is not a sha256")
+    if not recipe.berkeley_db and not (recipe.postfix_qa and recipe.without_berkeley_db):
+        why = "False needs a Postfix recipe with without_berkeley_db edits"
+        raise bad_field(recipe.name, "berkeley_db", why)
     if recipe.upstream is not None:
         up = recipe.upstream
         if not FINGERPRINT_RE.fullmatch(up.fingerprint):

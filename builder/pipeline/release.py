@@ -162,7 +162,8 @@ def image_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
         build_action = f"build {request.recipe} {request.version} {by_variant[variant].name}"
         actions.append(
             Action(f"image {variant}", "image",
-                   {"docker": docker_dir, "code": code_digest(image, image_stage)},
+                   {"docker": docker_dir, "gate": image.gate_digest(),
+                    "code": code_digest(image, image_stage)},
                    ("publish", build_action),
                    run=image_runner(ctx, request.version, variant, build_action), long=True)
         )  # fmt: skip

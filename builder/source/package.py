@@ -240,7 +240,7 @@ def apply_overlays(
             after[overlay.path] = apply_postconf(text, block)
         else:
             after[overlay.path] = block
-    for fix in recipe.adjustments.get(dist.name, ()):
+    for fix in recipe.packaging_edits(dist.name):
         after[fix.path] = apply_replacement(read(fix.path), fix)
     after["debian/changelog"] = changelog_entry(
         read("debian/changelog"), recipe, version, dist, epoch

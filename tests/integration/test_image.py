@@ -13,9 +13,11 @@ image-test action, which tests/e2e/test_release.py asserts on.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -31,11 +33,14 @@ import pytest
 
 import docker
 from builder.bootstrap.buildenv import ensure_base_image
+from builder.check.config.rules import RULES
+from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.image import build as image
-from builder.image.container import PostfixContainer
-from builder.image.proofs import ImageProver
+from builder.image.container import LOCKDOWN_CAPS, PostfixContainer
+from builder.image.proofs import ImageProver, prove_image
+from builder.image.smtp import free_port
 from builder.image.stage import build_variant_image
 from builder.image.tlsclient import ensure_tls_client_image
 from builder.model.distro import TRIXIE
@@ -51,6 +56,7 @@ OUTSIDE = "127.0.0.5"
 CLIENT_HELO = "client.example.com"
 PQ_GROUP = "X25519MLKEM768"
 ALLOCATORS = {"mimalloc": "/libmimalloc-secure.so", "jemalloc": "/libjemalloc.so"}
+CONFIGS = Path(__file__).resolve().parents[1] / "data" / "postfix-configs"
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +82,19 @@ def prover(
 ) -> Iterator[ImageProver]:
     with tempfile.TemporaryDirectory(prefix="pfbuild-imagetest-") as tmp:
         prover = ImageProver(client, built.tags[0], tls_client, Path(tmp))
+        try:
+            yield prover
+        finally:
+            prover.close()
+
+
+@pytest.fixture(scope="session")
+def locked_prover(
+    built: image.BuiltImage, client: docker.DockerClient, tls_client: str
+) -> Iterator[ImageProver]:
+    """Starts containers of the variant locked down (read-only, minimal capabilities)."""
+    with tempfile.TemporaryDirectory(prefix="pfbuild-imagetest-") as tmp:
+        prover = ImageProver(client, built.tags[0], tls_client, Path(tmp), locked_down=True)
         try:
             yield prover
         finally:
@@ -140,9 +159,16 @@ def presented_certificate(port: int) -> bytes:
         return der
 
 
-def docker_run(client: docker.DockerClient, image_ref: str, cmd: Sequence[str]) -> tuple[int, str]:
-    """`docker run --rm --network host IMAGE CMD...`: its exit status and output."""
-    box = client.containers.run(image_ref, list(cmd), network_mode="host", detach=True)
+def docker_run(
+    client: docker.DockerClient,
+    image_ref: str,
+    cmd: Sequence[str],
+    volumes: dict[str, dict[str, str]] | None = None,
+) -> tuple[int, str]:
+    """`docker run --rm --network host [-v ...] IMAGE CMD...`: its exit status and output."""
+    box = client.containers.run(
+        image_ref, list(cmd), network_mode="host", detach=True, volumes=volumes or {}
+    )
     try:
         status = int(box.wait(timeout=120)["StatusCode"])
         out = box.logs(stdout=True, stderr=True).decode(errors="replace")
@@ -399,8 +425,10 @@ def test_config_volume_edit_survives_and_broken_master_cf_is_not_reloaded(
 
     master_cf = conf / "master.cf"
     master_cf.write_text(master_cf.read_text() + "this line breaks master.cf\n")
-    skipped = wait_until(lambda: "skipped: postfix check failed" in docker_logs(running), 20)
-    assert skipped, docker_logs(running)[-1500:]
+    # The gate reads master.cf as Postfix does and refuses the line first.
+    skipped = "reload (configuration or certificate files changed) skipped: "
+    assert wait_until(lambda: skipped in docker_logs(running), 20), docker_logs(running)[-1500:]
+    assert "config-syntax" in docker_logs(running).split(skipped)[1].splitlines()[0]
     time.sleep(3)  # past the next reload attempt too
     assert docker_state(running)["Status"] == "running"
     assert read_banner(running.port, timeout=5).endswith(" ESMTP pfbuild-edited")
@@ -478,6 +506,101 @@ def test_reload_interval(prover: ImageProver) -> None:
     assert read_banner(running.port).startswith("220 ")
 
 
+def relay_reply(port: int) -> tuple[int, bytes]:
+    """What a stranger at 127.0.0.5 hears when it asks to relay to another domain."""
+    with smtp_session(port, source=OUTSIDE) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("<>")[0] == 250
+        reply = smtp.rcpt("someone@example.net")
+        smtp.rset()
+    return reply
+
+
+def test_admin_postconf_and_postfix_reload_change_what_runs(prover: ImageProver) -> None:
+    # No POSTFIX_mynetworks: the image's main.cf trusts 127.0.0.0/8, so 127.0.0.5 may relay.
+    # The reload loop is slowed down: only the admin's `postfix reload` can make the change.
+    running = prover.start(env={"POSTFIX_mynetworks": None, "RELOAD_POLL": "3600"})
+    master = first_pid(running, "master")
+    assert relay_reply(running.port)[0] == 250
+    rc, out = docker_exec(
+        running, ["sh", "-c", "postconf -e mynetworks=127.0.0.1/32 && postfix reload"]
+    )
+    assert rc == 0, out
+    code, reply = relay_reply(running.port)
+    assert code == 554 and b"Relay access denied" in reply, reply
+    # postconf without -c reads what runs (the container's settings included), not just
+    # /etc/postfix; postqueue finds the running queue.
+    assert docker_exec(running, ["postconf", "-h", "mynetworks"]) == (0, "127.0.0.1/32\n")
+    assert docker_exec(running, ["postconf", "-h", "maillog_file"]) == (0, "/dev/stdout\n")
+    rc, out = docker_exec(running, ["postqueue", "-p"])
+    assert rc == 0 and "Mail queue is empty" in out, out
+    assert host_pids(running, "master") == [master], "reloaded, not restarted"
+
+
+def test_main_cf_edits_are_picked_up_and_the_gate_refuses_an_open_relay(
+    prover: ImageProver,
+) -> None:
+    running = prover.start(env={"POSTFIX_mynetworks": None, "RELOAD_POLL": "1"})
+    assert relay_reply(running.port)[0] == 250
+    rc, out = docker_exec(running, ["postconf", "-e", "mynetworks = 127.0.0.1/32"])
+    assert rc == 0, out
+    assert wait_until(lambda: relay_reply(running.port)[0] == 554, 15), docker_logs(running)
+    assert "reload (configuration or certificate files changed)" in docker_logs(running)
+
+    rc, out = docker_exec(
+        running, ["sh", "-c", "postconf -e 'mynetworks = 0.0.0.0/0' && postfix reload"]
+    )
+    assert rc != 0, out
+    assert "error open-relay-mynetworks mynetworks" in out, out
+    time.sleep(3)  # the loop tries the refused files once, then waits for the next change
+    logs = docker_logs(running)
+    assert logs.count("skipped: the configuration gate refuses it") == 2, logs[-2000:]
+    assert relay_reply(running.port)[0] == 554
+    assert docker_exec(running, ["postconf", "-h", "mynetworks"]) == (0, "127.0.0.1/32\n")
+
+
+def test_gate_refuses_to_start_an_open_relay(prover: ImageProver) -> None:
+    mounts = {str(CONFIGS / "open-relay"): {"bind": "/etc/postfix", "mode": "ro"}}
+    running = prover.start(volumes=mounts, env={"POSTFIX_mynetworks": None}, wait=False)
+    assert running.container.wait(timeout=60)["StatusCode"] != 0
+    last = docker_logs(running).strip().splitlines()[-1]
+    assert last.startswith(
+        "bootstrap: error: the configuration gate refuses it: error open-relay-mynetworks "
+    ), last
+    assert "fix: postconf -e 'mynetworks = 127.0.0.0/8" in last and "LINT=warn" in last, last
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((LOOPBACK, running.port), timeout=2).close()
+
+
+def test_lint_warn_starts_anyway(prover: ImageProver) -> None:
+    mounts = {str(CONFIGS / "open-relay"): {"bind": "/etc/postfix", "mode": "ro"}}
+    running = prover.start(volumes=mounts, env={"POSTFIX_mynetworks": None, "LINT": "warn"})
+    assert running.banner.startswith("220 ")
+    logs = docker_logs(running)
+    assert "bootstrap: gate: error open-relay-restrictions smtpd_recipient_restrictions" in logs
+    assert "(going on: LINT=warn)" in logs
+
+
+def test_check_reports_an_old_configuration_mounted_read_only(
+    prover: ImageProver, client: docker.DockerClient
+) -> None:
+    mounts = {str(CONFIGS / "old-3.6"): {"bind": "/etc/postfix", "mode": "ro"}}
+    rc, out = docker_run(client, prover.image, ["/usr/local/sbin/bootstrap.sh", "check"], mounts)
+    assert rc == 3, out
+    findings = [
+        line.split()[2:4] for line in out.splitlines() if line.startswith("bootstrap: gate: ")
+    ]
+    rules = {rule for severity, rule in findings if severity in ("error", "warning", "info")}
+    # Every rule fires on this fixture; unknown-parameter needs the image's own postconf -d.
+    assert rules == set(RULES), sorted(set(RULES) ^ rules)
+
+
+def test_check_passes_the_image_defaults(main_container: PostfixContainer) -> None:
+    rc, out = docker_exec(main_container, ["/usr/local/sbin/bootstrap.sh", "check"])
+    assert rc == 0, out
+    assert "bootstrap: gate: /etc/postfix with the container's settings: no findings" in out, out
+
+
 def test_remote_syslog_and_stdout(prover: ImageProver) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind((LOOPBACK, 0))
@@ -516,6 +639,137 @@ def test_mounted_certificate_and_its_renewal(prover: ImageProver, tmp_path: Path
     renewed = make_certificate(certs, "pfbuild-mounted-2")
     assert renewed != first
     assert wait_until(lambda: presented_certificate(running.port) == renewed, 30, step=1)
+
+
+# --- locked down ------------------------------------------------------------------------------
+
+# Capability bits in /proc/<pid>/status (linux/capability.h), read on the host.
+CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7,
+            "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18}  # fmt: skip
+
+
+def host_status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def test_every_proof_passes_locked_down(
+    built: image.BuiltImage, client: docker.DockerClient, tls_client: str, tmp_path: Path
+) -> None:
+    proofs = prove_image(
+        client, built.tags[0], tls_client, scratch=tmp_path, healthcheck=False, locked_down=True
+    )
+    failed = [f"{p.name}: {p.detail}" for p in proofs if not p.ok]
+    assert not failed, failed
+    assert len(proofs) >= 20, [p.name for p in proofs]
+
+
+def test_locked_down_master_runs_with_the_named_capabilities_only(
+    locked_prover: ImageProver,
+) -> None:
+    running = locked_prover.start()
+    running.container.reload()
+    host = running.container.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    status = host_status(first_pid(running, "master"))
+    caps = int(status["CapEff"], 16)
+    assert caps == sum(1 << CAP_BITS[name] for name in LOCKDOWN_CAPS), status["CapEff"]
+    assert status["NoNewPrivs"] == "1"
+    # The daemons drop to the postfix user: no capability left at all.
+    smtpd_status = {}
+    with smtp_session(running.port) as smtp:
+        smtp.ehlo()
+        smtpd_status = host_status(first_pid(running, "smtpd"))
+    assert int(smtpd_status["CapEff"], 16) == 0, smtpd_status["CapEff"]
+    assert smtpd_status["Uid"].split()[1] != "0"
+    rc, out = docker_exec(running, ["sh", "-c", "echo x > /etc/pfbuild-probe"])
+    assert rc != 0 and "Read-only file system" in out, out
+
+
+def test_no_setid_files_but_postdrop_and_postqueue(
+    built: image.BuiltImage, client: docker.DockerClient
+) -> None:
+    _, out = docker_run(
+        client, built.tags[0], ["find", "/", "-xdev", "-type", "f", "-perm", "/6000"]
+    )
+    assert sorted(out.split()) == ["/usr/sbin/postdrop", "/usr/sbin/postqueue"], out
+    _, out = docker_run(client, built.tags[0], ["stat", "-c", "%A %G", "/usr/sbin/postdrop"])
+    assert out.strip() == "-rwxr-sr-x postdrop", out
+
+
+def test_time_zone_works_read_only(locked_prover: ImageProver) -> None:
+    # India: +05:30 all year, so the local time of a log line tells the zone apart from UTC.
+    running = locked_prover.start(env={"TZ": "Asia/Kolkata"})
+    with smtp_session(running.port, source=OUTSIDE) as smtp:
+        smtp.ehlo()
+    expected = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=5, minutes=30)
+
+    def connect_line() -> str:
+        wanted = f"connect from unknown[{OUTSIDE}]"
+        lines = docker_logs(running).splitlines()
+        return next((x for x in lines if "postfix/smtpd" in x and wanted in x), "")
+
+    assert wait_until(lambda: bool(connect_line()), 10), docker_logs(running)[-1500:]
+    stamp = re.match(r"^(\w{3}) +(\d+) (\d\d):(\d\d):\d\d ", connect_line())
+    assert stamp, connect_line()
+    logged = expected.replace(hour=int(stamp.group(3)), minute=int(stamp.group(4)))
+    assert abs((logged - expected).total_seconds()) < 180, (connect_line(), expected)
+
+
+def compose_command() -> list[str]:
+    """Compose v1 (Debian 12's docker-compose) or the v2 plugin."""
+    found = shutil.which("docker-compose")
+    return [found] if found else ["docker", "compose"]
+
+
+def test_compose_file_runs_locked_down_with_a_mounted_certificate(
+    built: image.BuiltImage, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    presented = make_certificate(certs, "compose.example.org")
+    port = free_port()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    # The test's own additions: DNS never leaves the host.
+    override = tmp_path / "override.yaml"
+    override.write_text(
+        f"services:\n  postfix:\n    volumes:\n      - {resolv}:/etc/resolv.conf:ro\n"
+    )
+    project = f"pfbuild-compose-{port}"
+    compose = [*compose_command(), "-p", project, "-f", str(DOCKER_DIR / "compose.yaml"),
+               "-f", str(override)]  # fmt: skip
+    env = {**os.environ, "PFBUILD_IMAGE": built.tags[0], "CERT_DIR": str(certs),
+           "SMTP_PORT": str(port), "INET_INTERFACES": LOOPBACK, "HEALTH_INTERVAL": "2s",
+           "MAIL_HOSTNAME": "compose.example.org"}  # fmt: skip
+    try:
+        subprocess.run([*compose, "up", "-d"], env=env, check=True, capture_output=True)
+        banner = read_banner(port)
+        assert banner.startswith("220 compose.example.org ESMTP"), banner
+        assert presented_certificate(port) == presented
+        names = subprocess.run(
+            [*compose, "ps", "-q"], env=env, check=True, capture_output=True, text=True
+        ).stdout.split()
+        assert len(names) == 1, names
+        attrs = json.loads(
+            subprocess.run(["docker", "inspect", names[0]], check=True, capture_output=True).stdout
+        )[0]
+        assert attrs["HostConfig"]["ReadonlyRootfs"] is True
+        assert sorted(attrs["HostConfig"]["CapAdd"]) == sorted(LOCKDOWN_CAPS)
+
+        def health() -> str:
+            out = subprocess.run(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", names[0]],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            return out.stdout.strip()
+
+        assert wait_until(lambda: health() == "healthy", 60, step=1), health()
+    finally:
+        subprocess.run(
+            [*compose, "down", "-v", "-t", "10"], env=env, capture_output=True, check=False
+        )
 
 
 def test_healthcheck_turns_healthy(main_container: PostfixContainer) -> None:

@@ -46,6 +46,9 @@ class PostfixConfig:
     main: MainCf
     master: MasterCf
     postconf: Postconf | None = None
+    # Where the files named under $config_directory are read, when main.cf and master.cf
+    # were copied elsewhere (the image gates a generated directory beside /etc/postfix).
+    tables: Path | None = None
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -106,7 +109,7 @@ class PostfixConfig:
             pure = pure.relative_to(config_dir)
         if ".." in pure.parts:
             return None
-        return self.directory.joinpath(*pure.parts)
+        return (self.tables or self.directory).joinpath(*pure.parts)
 
 
 def where_default(name: str) -> str:
@@ -114,8 +117,13 @@ def where_default(name: str) -> str:
     return f"{MAIN_CF} (default of {name})"
 
 
-def load_config(directory: Path, postconf_d: str | None = None) -> PostfixConfig:
-    """Read main.cf (required) and master.cf (optional) from `directory`."""
+def load_config(
+    directory: Path, postconf_d: str | None = None, tables: Path | None = None
+) -> PostfixConfig:
+    """Read main.cf (required) and master.cf (optional) from `directory`.
+
+    The tables they name under $config_directory are read from `tables`, else `directory`.
+    """
     main_path = directory / MAIN_CF
     if not main_path.is_file():
         raise PfbuildError(
@@ -131,4 +139,4 @@ def load_config(directory: Path, postconf_d: str | None = None) -> PostfixConfig
         else MasterCf(())
     )
     postconf = parse_postconf_d(postconf_d) if postconf_d is not None else None
-    return PostfixConfig(directory, main, master, postconf)
+    return PostfixConfig(directory, main, master, postconf, tables)

@@ -106,13 +106,16 @@ def combine_fixes(found: list[Finding]) -> list[Finding]:
     ]
 
 
-def lint_config(directory: Path, postconf_d: str | None = None) -> ConfigReport:
+def lint_config(
+    directory: Path, postconf_d: str | None = None, tables: Path | None = None
+) -> ConfigReport:
     """Run every check on a Postfix configuration directory.
 
     `postconf_d` is the output of `postconf -d` from the Postfix that will read this
-    configuration; with it, names that Postfix does not know are reported too.
+    configuration; with it, names that Postfix does not know are reported too. `tables` is
+    where the files named under $config_directory lie, when not in `directory`.
     """
-    cfg = load_config(directory, postconf_d)
+    cfg = load_config(directory, postconf_d, tables)
     found = combine_fixes([f for check in CHECKS for f in check(cfg)])
     order = {s: i for i, s in enumerate(SEVERITIES)}
     found.sort(key=lambda f: (order[f.severity], f.where.split(":")[0], _line_of(f.where), f.rule))

@@ -24,6 +24,7 @@ OUTPUT_MOUNT = "/pfbuild/out"
 TIMEOUT = 600.0
 # The packages that carry main.cf and master.cf: the main package alone.
 MAIN_PACKAGE = "postfix"
+BERKELEY_DB_TYPES = frozenset({"hash", "btree"})
 
 INSTALL = f"""set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -31,14 +32,19 @@ printf '%s\\n' 'postfix postfix/main_mailer_type select Internet Site' \\
   'postfix postfix/mailname string mail.example.org' | debconf-set-selections
 apt-get install -y -q {DEBS_MOUNT}/{MAIN_PACKAGE}_*.deb
 postconf -d > {OUTPUT_MOUNT}/postconf-d.txt
+postconf -m > {OUTPUT_MOUNT}/postconf-m.txt
 cp /etc/postfix/main.cf /etc/postfix/master.cf {OUTPUT_MOUNT}/
 """
 
 
 def gate_packaged_config(
-    ctx: Context, dist: Distribution, build_dir: Path, report_dir: Path
+    ctx: Context, dist: Distribution, build_dir: Path, report_dir: Path, berkeley_db: bool = True
 ) -> ConfigReport:
-    """Install the built main package in a testbed, copy out its configuration and gate it."""
+    """Install the built main package in a testbed, copy out its configuration and gate it.
+
+    A build without Berkeley DB (`berkeley_db` False) must show it: `postconf -m` of the
+    installed Postfix lists neither hash nor btree.
+    """
     debs = [d for d in package_debs(build_dir) if d.name.startswith(f"{MAIN_PACKAGE}_")]
     if len(debs) != 1:
         raise PfbuildError(
@@ -66,12 +72,25 @@ def gate_packaged_config(
                 f"see {report_dir / 'config-gate.log'}",
             )
         with atomic_dir(report_dir / CONFIG_DIR) as kept:
-            for name in ("main.cf", "master.cf", "postconf-d.txt"):
+            for name in ("main.cf", "master.cf", "postconf-d.txt", "postconf-m.txt"):
                 (kept / name).write_bytes((out / name).read_bytes())
     kept_dir = report_dir / CONFIG_DIR
+    if not berkeley_db:
+        require_no_berkeley_db(kept_dir / "postconf-m.txt", dist.name)
     report = lint_config(kept_dir, (kept_dir / "postconf-d.txt").read_text(errors="replace"))
     write_text(report_dir / CONFIG_JSON, json.dumps(report.as_json(), indent=2) + "\n")
     return report
+
+
+def require_no_berkeley_db(postconf_m: Path, target: str) -> None:
+    """Refuse a build meant to be without Berkeley DB whose Postfix still has its lookup types."""
+    found = sorted(BERKELEY_DB_TYPES & set(postconf_m.read_text().split()))
+    if found:
+        raise PfbuildError(
+            f"the {target} postfix was to be built without Berkeley DB",
+            f"its `postconf -m` lists {', '.join(found)}",
+            "check the recipe's without_berkeley_db edits against debian/rules",
+        )
 
 
 def require_clean(report: ConfigReport, target: str) -> None:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 OURS = {"postfix": "3.11.6-1+pf1~trixie", "postfix-cdb": "3.11.6-1+pf1~trixie"}
 NEXT = {name: "3.11.6-1+pf2~trixie" for name in OURS}
-SHA = {f: f"{i:x}" * 64 for i, f in enumerate(lc.ADMIN_FILES, start=1)}
+CDB_SETUP = lc.admin_setup("cdb")
 HOLD = (
     '{"queue_name": "hold", "queue_id": "7864832E072", "arrival_time": 1796113526, '
     '"message_size": 345, "forced_expire": false, "sender": "root@localhost", '
@@ -24,22 +24,36 @@ HOLD = (
 RUNNING = "postfix/postlog: the Postfix mail system is running: PID: 3742"
 
 
+def _sha(setup: lc.AdminSetup = lc.HASH_SETUP) -> dict[str, str]:
+    return {f: f"{i:x}" * 64 for i, f in enumerate(setup.files, start=1)}
+
+
+SHA = _sha()
+
+
 def _versions(versions: dict[str, str], status: str = "ii ") -> str:
     return "\n".join(f"{name}\t{version}\t{status}" for name, version in versions.items())
 
 
-def _upgrade(scenario: str, upgraded: dict[str, str]) -> dict[str, tuple[int, str]]:
-    sums = "\n".join(f"{h}  {f}" for f, h in SHA.items())
-    settings = "\n".join(f"{k} = {v}" for k, v in lc.ADMIN_PARAMS.items())
-    lookups = (
+def _lookups(setup: lc.AdminSetup = lc.HASH_SETUP, said: str = "") -> str:
+    return (
         "lookup cdb:/etc/postfix/virtual info@example.test -> root@localhost\n"
-        "lookup hash:/etc/aliases root -> admin"
+        f"{said}lookup {setup.alias_table} root -> admin"
     )
+
+
+def _upgrade(
+    scenario: str, upgraded: dict[str, str], setup: lc.AdminSetup = lc.HASH_SETUP
+) -> dict[str, tuple[int, str]]:
+    sums = "\n".join(f"{h}  {f}" for f, h in _sha(setup).items())
+    settings = "\n".join(f"{k} = {v}" for k, v in setup.params.items())
+    # postalias warns of a hash: table, not of a cdb: one.
+    said = "postalias: warning: /etc/aliases: hash/btree support is deprecated.\n"
     return {
         "admin-setup": (0, ""),
         "files-before": (0, sums),
         "settings-before": (0, settings),
-        "lookups-before": (0, lookups),
+        "lookups-before": (0, _lookups(setup)),
         "start-before": (0, f"postfix/postlog: starting the Postfix mail system\n{RUNNING}"),
         "queue-before": (0, HOLD),
         "stop-before": (0, "postfix/postlog: stopping the Postfix mail system"),
@@ -51,12 +65,7 @@ def _upgrade(scenario: str, upgraded: dict[str, str]) -> dict[str, tuple[int, st
         "versions-upgrade": (0, _versions(upgraded)),
         "files-after": (0, sums),
         "settings-after": (0, settings),
-        "lookups-after": (
-            0,
-            "lookup cdb:/etc/postfix/virtual info@example.test -> root@localhost\n"
-            "postalias: warning: /etc/aliases: hash/btree support is deprecated.\n"
-            "lookup hash:/etc/aliases root -> admin",
-        ),
+        "lookups-after": (0, _lookups(setup, said if setup.alias_type == "hash" else "")),
         "start-after": (0, RUNNING),
         "queue-after": (0, HOLD),
         "deliver": (0, f"postsuper: Released from hold: 1 message\nSubject: {lc.TOKEN} {scenario}"),
@@ -64,19 +73,18 @@ def _upgrade(scenario: str, upgraded: dict[str, str]) -> dict[str, tuple[int, st
     }
 
 
-def _distro() -> dict[str, tuple[int, str]]:
+def _distro(setup: lc.AdminSetup = lc.HASH_SETUP) -> dict[str, tuple[int, str]]:
     distro = {"postfix": "3.10.13-0+deb13u1", "postfix-cdb": "3.10.13-0+deb13u1"}
-    return {"versions-distro": (0, _versions(distro)), **_upgrade(lc.UPGRADE_DISTRO, OURS)}
+    return {"versions-distro": (0, _versions(distro)), **_upgrade(lc.UPGRADE_DISTRO, OURS, setup)}
 
 
-def _clean() -> dict[str, tuple[int, str]]:
-    left = "\n".join(
-        [
-            *sorted(lc.ADMIN_FILES),
-            *("/etc/aliases.cdb", "/etc/postfix/master.cf", "/etc/subuid-", "/home/admin"),
-            *("/home/admin/.profile", "/var/log/postfix.log", "/var/mail/admin"),
-        ]
-    )
+def _clean(setup: lc.AdminSetup = lc.HASH_SETUP) -> dict[str, tuple[int, str]]:
+    paths = [
+        *sorted(setup.files),
+        *("/etc/aliases.cdb", "/etc/postfix/master.cf", "/etc/subuid-", "/home/admin"),
+        *("/home/admin/.profile", "/var/log/postfix.log", "/var/mail/admin"),
+    ]
+    left = "\n".join(dict.fromkeys(paths))
     return {
         "relabel": (0, "dpkg-deb: building package 'postfix' in '/x/postfix.deb'.\n" * 2),
         "deps": (0, ""),
@@ -85,7 +93,7 @@ def _clean() -> dict[str, tuple[int, str]]:
         "versions-install": (0, _versions(OURS)),
         "start-install": (0, RUNNING),
         "stop-install": (0, ""),
-        **_upgrade(lc.UPGRADE_PREVIOUS, NEXT),
+        **_upgrade(lc.UPGRADE_PREVIOUS, NEXT, setup),
         "remove": (0, ""),
         "versions-remove": (0, _versions(NEXT, "rc ")),
         "purge": (0, ""),
@@ -132,6 +140,131 @@ def test_admin_setup_quotes_each_setting() -> None:
     body = lc.admin_setup_body()
     assert "'mydestination = $myhostname, localhost, example.test'" in body
     assert "postmap cdb:/etc/postfix/virtual" in body and "newaliases" in body
+
+
+def test_the_hash_setup_is_what_berkeley_db_sites_have() -> None:
+    setup = lc.admin_setup()
+    assert setup == lc.HASH_SETUP and setup.alias_type == "hash"
+    assert setup.params["alias_maps"] == setup.params["alias_database"] == "hash:/etc/aliases"
+    assert setup.files == (
+        "/etc/postfix/main.cf",
+        "/etc/aliases",
+        "/etc/aliases.db",
+        "/etc/postfix/virtual",
+        "/etc/postfix/virtual.cdb",
+        "/etc/postfix/header_checks",
+    )
+    assert setup.lookups == (
+        ("cdb:/etc/postfix/virtual", "info@example.test"),
+        ("hash:/etc/aliases", "root"),
+    )
+    assert setup.paths == {*setup.files, "/etc/postfix", "/home/admin"} | {
+        "/var/mail/admin",
+        "/var/spool/mail/admin",
+    }
+    assert setup.note == "the admin's alias table: hash:/etc/aliases (alias_maps, alias_database)"
+
+
+def test_the_cdb_setup_differs_only_in_the_alias_table() -> None:
+    hash_params = dict(lc.HASH_SETUP.params)
+    cdb_params = dict(CDB_SETUP.params)
+    assert cdb_params.pop("alias_maps") == cdb_params.pop("alias_database") == "cdb:/etc/aliases"
+    del hash_params["alias_maps"], hash_params["alias_database"]
+    assert cdb_params == hash_params
+    assert set(CDB_SETUP.files) ^ set(lc.HASH_SETUP.files) == {
+        "/etc/aliases.db",
+        "/etc/aliases.cdb",
+    }
+    assert CDB_SETUP.lookups[-1] == ("cdb:/etc/aliases", "root")
+    assert "cdb:/etc/aliases" in CDB_SETUP.note
+    with pytest.raises(PfbuildError, match="'btree'"):
+        lc.admin_setup("btree")
+
+
+@pytest.mark.parametrize("setup", [lc.HASH_SETUP, CDB_SETUP], ids=["hash", "cdb"])
+def test_newaliases_runs_after_postconf_sets_the_alias_database(setup: lc.AdminSetup) -> None:
+    body = lc.admin_setup_body(setup)
+    setting = f"'alias_database = {setup.alias_table}'"
+    assert setting in body
+    assert body.index(setting) < body.index("\nnewaliases\n")
+
+
+def test_the_cdb_setups_scripts_use_cdb_aliases_and_never_hash() -> None:
+    clean = lc.clean_script(
+        sorted(OURS), ["/pfbuild/debs/postfix.deb"], {"1+pf1": "1+pf2"}, CDB_SETUP
+    )
+    distro = lc.distro_script(sorted(OURS), "apt-get install -y /x/postfix.deb", CDB_SETUP)
+    for script in (clean, distro):
+        assert "hash:" not in script and "/etc/aliases.db" not in script
+        assert "'alias_maps = cdb:/etc/aliases'" in script
+        assert "'alias_database = cdb:/etc/aliases'" in script
+        # Alias tables are queried with postalias, whatever their type.
+        assert "$(postalias -q root cdb:/etc/aliases)" in script
+        assert "$(postmap -q info@example.test cdb:/etc/postfix/virtual)" in script
+        assert re.search(r"^sha256sum .* /etc/aliases\.cdb ", script, re.M)
+    assert re.findall(r"^begin (\S+)$", clean, re.M) == list(_clean(CDB_SETUP))
+    assert re.findall(r"^begin (\S+)$", distro, re.M) == list(_distro(CDB_SETUP))
+    assert "$(postalias -q root hash:/etc/aliases)" in lc.distro_script(sorted(OURS), "true")
+
+
+def test_the_cdb_setups_files_and_lookups_are_judged() -> None:
+    sums = _sha(CDB_SETUP)
+    before = lc.Section("files-before", 0, "\n".join(f"{h}  {f}" for f, h in sums.items()))
+    kept = lc.judge_files_kept(lc.UPGRADE_DISTRO, before, before, CDB_SETUP)
+    assert kept.passed and "aliases.cdb" in kept.evidence and "aliases.db" not in kept.evidence
+    changed = dict(sums, **{"/etc/aliases.cdb": "f" * 64})
+    after = lc.Section("files-after", 0, "\n".join(f"{h}  {f}" for f, h in changed.items()))
+    step = lc.judge_files_kept(lc.UPGRADE_DISTRO, before, after, CDB_SETUP)
+    assert not step.passed and "/etc/aliases.cdb" in step.evidence
+    # The hash: set-up's files are not the cdb: admin's: /etc/aliases.db was never made.
+    assert not lc.judge_files_kept(lc.UPGRADE_DISTRO, before, before).passed
+
+    answers = lc.Section("lookups-before", 0, _lookups(CDB_SETUP))
+    same = lc.judge_lookups_kept(lc.UPGRADE_DISTRO, answers, answers, CDB_SETUP)
+    assert same.passed
+    assert "postalias -q root cdb:/etc/aliases -> 'admin', then 'admin'" in same.evidence
+    assert "postmap -q info@example.test cdb:/etc/postfix/virtual" in same.evidence
+    hashed = lc.Section("lookups-before", 0, _lookups(lc.HASH_SETUP))
+    assert not lc.judge_lookups_kept(lc.UPGRADE_DISTRO, hashed, hashed, CDB_SETUP).passed
+
+
+def test_a_cdb_distro_run_passes() -> None:
+    sections = lc.parse_sections(_render(_distro(CDB_SETUP)))
+    steps, notes = lc.judge_distro_run(sections, OURS, CDB_SETUP)
+    assert _failed(steps) == []
+    assert not any("hash/btree" in n for n in notes)
+    # Judged as the hash: set-up, the cdb: admin's run misses /etc/aliases.db and hash: answers.
+    steps, _ = lc.judge_distro_run(sections, OURS)
+    assert _failed(steps) == [
+        (lc.UPGRADE_DISTRO, "admin's files kept"),
+        (lc.UPGRADE_DISTRO, "admin's settings kept"),
+        (lc.UPGRADE_DISTRO, "maps answer the same"),
+    ]
+
+
+def test_a_cdb_clean_run_passes_with_aliases_cdb_the_admins() -> None:
+    steps, notes = lc.judge_clean_run(
+        lc.parse_sections(_render(_clean(CDB_SETUP))), OURS, NEXT, CDB_SETUP
+    )
+    assert _failed(steps) == []
+    leftovers = next(s for s in steps if s.step == "no files left but the admin's")
+    admins, debians = leftovers.evidence.split("; Debian's ")
+    assert "/etc/aliases.cdb" in admins and "/etc/aliases.cdb" not in debians
+    assert debians == "/etc/postfix/master.cf"
+    assert not any("/etc/aliases.cdb" in n for n in notes)
+    assert lc.is_admins("/etc/aliases.cdb", CDB_SETUP) and not lc.is_admins("/etc/aliases.cdb")
+    assert set(lc.debian_leftovers(CDB_SETUP)) == {"/etc/postfix/master.cf"}
+    assert set(lc.debian_leftovers()) == set(lc.DEBIAN_LEFTOVERS)
+
+
+def test_a_cdb_purge_leaving_aliases_db_fails() -> None:
+    sections = _clean(CDB_SETUP)
+    rc, left = sections["left-after-purge"]
+    sections["left-after-purge"] = (rc, left + "\n/etc/aliases.db")
+    steps, _ = lc.judge_clean_run(lc.parse_sections(_render(sections)), OURS, NEXT, CDB_SETUP)
+    assert _failed(steps) == [(lc.PURGE, "no files left but the admin's")]
+    leftovers = next(s for s in steps if not s.passed)
+    assert leftovers.evidence.startswith("comm: unexpected /etc/aliases.db;")
 
 
 def test_next_revision_counts_on() -> None:
@@ -184,6 +317,8 @@ def test_a_clean_run_passes_and_names_what_debian_leaves() -> None:
     assert "/etc/postfix/main.cf" in leftovers.evidence
     assert "/etc/subuid-" not in leftovers.evidence  # the system's bookkeeping
     assert any(n.startswith("purge left, as declared: /etc/postfix/master.cf") for n in notes)
+    assert any(n.startswith("purge left, as declared: /etc/aliases.cdb") for n in notes)
+    assert "/etc/aliases.db" in leftovers.evidence.split("; Debian's ")[0]
 
 
 def test_a_distro_run_passes_and_notes_what_came_with_it() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,6 +186,37 @@ def test_assemble_context(tmp_path: Path) -> None:
     assert (context / "apt" / "pfbuild.pref").read_text() == image.apt_preferences()
 
 
+def test_the_image_gate_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    context = tmp_path / "context"
+    context.mkdir()
+    image.assemble_context(context, tree, "http://127.0.0.1:18471/", "trixie")
+    gate = context / image.GATE_DIR
+    assert not (gate / "builder/check/config/packaged.py").exists()
+    configs = Path(__file__).resolve().parents[2] / "data" / "postfix-configs"
+    # -I -S: no user site, no site-packages, no PYTHONPATH; only the copied tree and the
+    # standard library, as python3 in the image has them.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import runpy; sys.argv[1:2] = []; "
+        "runpy.run_module('builder.check.config', run_name='__main__')"
+    )
+    for name, rc in (("clean-3.11", 0), ("open-relay", 3)):
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", code, str(gate), str(configs / name)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == rc, proc.stderr
+        assert proc.stdout.splitlines()[-1].startswith(f"{configs / name}: ")
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-S", "-c",
+         "import sys; sys.path.insert(0, sys.argv[1]); import builder.check.config.__main__; "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('builder', 'debian', "
+         "'jsonschema', 'docker', 'jinja2')))", str(gate)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "debian" not in loaded and "jsonschema" not in loaded and "docker" not in loaded
+
+
 def test_assemble_context_needs_the_public_key(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree")
     (tree / KEY_FILE_NAME).unlink()
@@ -195,7 +228,7 @@ def test_assemble_context_needs_the_public_key(tmp_path: Path) -> None:
 
 def test_every_template_file_is_in_the_build_context_list() -> None:
     shipped = {p.name for p in DOCKER_DIR.iterdir() if p.is_file()}
-    assert shipped - {"README.md"} == set(image.TEMPLATE_FILES)
+    assert shipped - {"README.md", "compose.yaml"} == set(image.TEMPLATE_FILES)
 
 
 def test_build_without_a_published_repo_fails_before_docker(ctx: Context) -> None:
@@ -267,9 +300,9 @@ PROOFS = [Proof("banner", True, "220 ok"), Proof("starttls", False, "EHLO advert
 
 
 @pytest.fixture
-def fake_proofs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool]]:
-    """prove_variant's Docker side replaced: records (tag, TLS client base, healthcheck)."""
-    calls: list[tuple[str, str, bool]] = []
+def fake_proofs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool, bool]]:
+    """prove_variant's Docker side replaced: (tag, TLS client base, healthcheck, locked down)."""
+    calls: list[tuple[str, str, bool, bool]] = []
     bases: list[str] = []
 
     def tls_client(_client: object, base: str) -> str:
@@ -277,11 +310,13 @@ def fake_proofs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool]]:
         return "pfbuild-tlsclient:test"
 
     def prove(
-        _client: object, tag: str, _tls: str, *, scratch: Path, healthcheck: bool
-    ) -> list[Proof]:
+        _client: object, tag: str, _tls: str, *, scratch: Path, healthcheck: bool,
+        locked_down: bool,
+    ) -> list[Proof]:  # fmt: skip
         assert scratch.is_dir()
-        calls.append((tag, bases[-1], healthcheck))
-        return PROOFS
+        calls.append((tag, bases[-1], healthcheck, locked_down))
+        suffix = " (locked down)" if locked_down else ""
+        return [Proof(p.name + suffix, p.ok, p.detail) for p in PROOFS]
 
     monkeypatch.setattr(stage, "docker_client", lambda _ctx: None)
     monkeypatch.setattr(stage, "ensure_base_image", lambda _ctx, dist: f"pfbuild-base:{dist.name}")
@@ -291,19 +326,22 @@ def fake_proofs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool]]:
 
 
 def test_prove_variant_names_the_failed_proofs(
-    ctx: Context, fake_proofs: list[tuple[str, str, bool]]
+    ctx: Context, fake_proofs: list[tuple[str, str, bool, bool]]
 ) -> None:
     with pytest.raises(PfbuildError) as caught:
         stage.prove_variant(ctx, "ubuntu", "pfbuild-postfix:ubuntu")
     assert str(caught.value) == (
-        "1 proof(s) failed for the ubuntu image: starttls: starttls: EHLO advertises [] "
-        "(fix: run `pfbuild image --variant ubuntu --test` to see every proof)"
+        "2 proof(s) failed for the ubuntu image: starttls, starttls (locked down): starttls: "
+        "EHLO advertises [] (fix: run `pfbuild image --variant ubuntu --test` to see every proof)"
     )
-    assert fake_proofs == [("pfbuild-postfix:ubuntu", "pfbuild-base:trixie", True)]
+    assert fake_proofs == [
+        ("pfbuild-postfix:ubuntu", "pfbuild-base:trixie", True, False),
+        ("pfbuild-postfix:ubuntu", "pfbuild-base:trixie", True, True),
+    ]
 
 
 def test_prove_variant_without_check_returns_every_proof_on_the_configured_base(
-    ctx: Context, fake_proofs: list[tuple[str, str, bool]]
+    ctx: Context, fake_proofs: list[tuple[str, str, bool, bool]]
 ) -> None:
     proofs = stage.prove_variant(
         ctx,
@@ -313,8 +351,12 @@ def test_prove_variant_without_check_returns_every_proof_on_the_configured_base(
         healthcheck=False,
         check=False,
     )
-    assert proofs == PROOFS
-    assert fake_proofs == [("pfbuild-postfix:debian", "debian:trixie-slim", False)]
+    assert [p.name for p in proofs] == [p.name for p in PROOFS] + [
+        f"{p.name} (locked down)" for p in PROOFS
+    ]
+    assert [call[:3] for call in fake_proofs] == [
+        ("pfbuild-postfix:debian", "debian:trixie-slim", False)
+    ] * 2
 
 
 class FakeImages:

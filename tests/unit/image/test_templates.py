@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 HADOLINT = Path(sys.executable).parent / "hadolint"
 BOOTSTRAP = DOCKER_DIR / "bootstrap.sh"
 HEALTHCHECK = DOCKER_DIR / "healthcheck.sh"
+COMMANDS = DOCKER_DIR / "postfix-command.sh"
 FORWARDER = DOCKER_DIR / "syslog-forward.pl"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent"}
 
@@ -45,9 +46,14 @@ def test_dockerfile_keeps_the_contract() -> None:
     assert "HEALTHCHECK --interval=60s" in text
 
 
-@pytest.mark.parametrize("script", [BOOTSTRAP, HEALTHCHECK])
+@pytest.mark.parametrize("script", [BOOTSTRAP, HEALTHCHECK, COMMANDS])
 def test_shell_scripts_parse(script: Path) -> None:
     run.run(["bash", "-n", script])
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    proc = run.run(["shellcheck", BOOTSTRAP, HEALTHCHECK, COMMANDS], check=False)
+    assert proc.returncode == 0, proc.stdout.decode()
 
 
 def test_forwarder_compiles() -> None:
@@ -56,7 +62,7 @@ def test_forwarder_compiles() -> None:
 
 def check_settings(env: dict[str, str]) -> tuple[int, list[str]]:
     """Run only bootstrap.sh's settings check (no side effects) with `env`."""
-    proc = run.run(["bash", BOOTSTRAP, "check"], env={**CLEAN_ENV, **env}, check=False)
+    proc = run.run(["bash", BOOTSTRAP, "settings"], env={**CLEAN_ENV, **env}, check=False)
     lines = (proc.stdout + proc.stderr).decode().strip().splitlines()
     return proc.returncode, lines
 
@@ -70,6 +76,7 @@ def test_default_settings_pass() -> None:
     [
         ({"MALLOC": "bogus"}, "MALLOC=bogus is not one of mimalloc, jemalloc, none"),
         ({"SYSLOG_PROTO": "sctp"}, "SYSLOG_PROTO=sctp is not udp or tcp"),
+        ({"LINT": "strict"}, "LINT=strict is not one of error, warn, off"),
         ({"RELOAD_INTERVAL": "1d"}, "RELOAD_INTERVAL=1d is not a positive whole number"),
         ({"SMTP_PORT": "0"}, "SMTP_PORT=0 is not a positive whole number"),
         (
@@ -88,7 +95,8 @@ def test_bad_settings_stop_with_one_line(env: dict[str, str], line: str) -> None
 
 
 def test_good_settings_pass() -> None:
-    env = {"MALLOC": "none", "SYSLOG_PROTO": "tcp", "RELOAD_INTERVAL": "60", "TZ": "UTC"}
+    env = {"MALLOC": "none", "SYSLOG_PROTO": "tcp", "RELOAD_INTERVAL": "60", "TZ": "UTC",
+           "LINT": "warn"}  # fmt: skip
     assert check_settings({**env, "POSTFIX_mynetworks": "127.0.0.1/32"}) == (0, [])
 
 
