@@ -10,6 +10,11 @@
 #   POSTFIX_<parameter>=value      a main.cf setting layered over /etc/postfix/main.cf
 #   TLS_CERT_FILE, TLS_KEY_FILE    mounted certificate chain and key (e.g. /etc/letsencrypt)
 #   SYSLOG_HOST[, SYSLOG_PORT=514, SYSLOG_PROTO=udp|tcp]  also send the log to a remote syslog
+#   LOG_FORMAT=text|json           stdout as Postfix writes it (default), or one JSON object per
+#                                  line (time, host, severity, program, pid, queue_id, message)
+#   POSTSCREEN=yes                 postscreen in front of smtpd on the smtp port, with the DNSBLs
+#                                  of POSTSCREEN_DNSBL_SITES (default DEFAULT_DNSBL_SITES) and
+#                                  POSTSCREEN_DNSBL_THRESHOLD (default 3); pregreeters dropped
 #   LINT=error|warn|off            the configuration gate at start and reload: an error-severity
 #                                  finding refuses the configuration (error, the default), is
 #                                  only logged (warn), or the gate does not run (off)
@@ -30,6 +35,10 @@ readonly POSTCONF_D=/usr/share/pfbuild/postconf-d.txt
 # The file in each generated directory that lists what it was made from (path, mtime, size,
 # inode per line): the reload loop compares it with the files as they are now.
 readonly SOURCES=pfbuild-sources
+# Maintained lists only (no SORBS, WPBL or Lashback UBL: gone), each with the reply filter its
+# operator documents: Spamhaus ZEN blocks alone, SpamCop and PSBL together; DNSWL's listed
+# senders get a bonus.
+readonly DEFAULT_DNSBL_SITES='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net=127.0.0.2*2 psbl.surriel.com=127.0.0.2*1 list.dnswl.org=127.0.[0..255].[1..3]*-2'
 # postfix and postconf in /usr/local/sbin act on the generated configuration
 # (postfix-command.sh); this script always names the directory itself, with the real ones.
 readonly USER_PATH=${PATH}
@@ -51,6 +60,17 @@ check_settings() {
     case "${LINT:=error}" in
         error | warn | off) ;;
         *) die "LINT=${LINT} is not one of error, warn, off" ;;
+    esac
+    case "${POSTSCREEN:=no}" in
+        yes | no) ;;
+        *) die "POSTSCREEN=${POSTSCREEN} is not yes or no" ;;
+    esac
+    if [[ -n "${POSTSCREEN_DNSBL_THRESHOLD:-}" && ! "${POSTSCREEN_DNSBL_THRESHOLD}" =~ ^-?[0-9]+$ ]]; then
+        die "POSTSCREEN_DNSBL_THRESHOLD=${POSTSCREEN_DNSBL_THRESHOLD} is not a whole number"
+    fi
+    case "${LOG_FORMAT:=text}" in
+        text | json) ;;
+        *) die "LOG_FORMAT=${LOG_FORMAT} is not text or json" ;;
     esac
     case "${SYSLOG_PROTO:=udp}" in
         udp | tcp) ;;
@@ -191,9 +211,15 @@ import_environment_value() {
     printf '%s' "${value% }"
 }
 
+uses_forwarder() {
+    # Postfix's own maillog_file writes plain lines to stdout; a remote copy or JSON lines
+    # need syslog(3) and the forwarder.
+    [[ -n "${SYSLOG_HOST:-}" || "${LOG_FORMAT:-text}" == json ]]
+}
+
 override_settings() {
     # One `name=value` per line: what the container layers over the user's main.cf.
-    if [[ -n "${SYSLOG_HOST:-}" ]]; then
+    if uses_forwarder; then
         # syslog(3) to /dev/log, where syslog-forward.pl copies each line to stdout and remote.
         printf 'maillog_file=\n'
     else
@@ -204,7 +230,31 @@ override_settings() {
         printf 'smtpd_tls_chain_files=\nsmtpd_tls_cert_file=%s\nsmtpd_tls_key_file=%s\n' \
             "${TLS_CERT_FILE}" "${TLS_KEY_FILE}"
     fi
+    if [[ "${POSTSCREEN:-no}" == yes ]]; then
+        printf 'postscreen_access_list=permit_mynetworks\n'
+        printf 'postscreen_dnsbl_sites=%s\n' "${POSTSCREEN_DNSBL_SITES:-${DEFAULT_DNSBL_SITES}}"
+        printf 'postscreen_dnsbl_threshold=%s\n' "${POSTSCREEN_DNSBL_THRESHOLD:-3}"
+        printf 'postscreen_dnsbl_action=enforce\npostscreen_greet_action=drop\n'
+    fi
+    # Last: an explicit POSTFIX_<name> wins over everything above.
     env | grep -E '^POSTFIX_[a-z0-9_]+=' | sed 's/^POSTFIX_//' | sort || true
+}
+
+enable_postscreen() {
+    # $1: a generated directory. The smtp service becomes postscreen, which hands the clients
+    # that pass to smtpd's "pass" service (POSTSCREEN_README's master.cf); the smtp service's
+    # own -o settings move to that smtpd.
+    local dir=$1 service=${SMTP_PORT:-smtp}
+    local -a overrides
+    mapfile -t overrides < <(postconf -c "${dir}" -P "${service}/inet" 2>/dev/null |
+        sed -E "s|^${service}/inet/([a-z0-9_]+) = |smtpd/pass/\1=|")
+    postconf -c "${dir}" -M# "${service}/inet"
+    # Not chrooted, as no service of Debian's master.cf is (the lock-down has no SYS_CHROOT).
+    postconf -c "${dir}" -Me "${service}/inet=${service} inet n - n - 1 postscreen" \
+        "smtpd/pass=smtpd pass - - n - - smtpd" \
+        "dnsblog/unix=dnsblog unix - - n - 0 dnsblog" \
+        "tlsproxy/unix=tlsproxy unix - - n - 0 tlsproxy"
+    ((${#overrides[@]} == 0)) || postconf -c "${dir}" -Pe "${overrides[@]}"
 }
 
 generate_config() {
@@ -225,6 +275,7 @@ generate_config() {
     else
         cp "${master}" "${dir}/master.cf"
     fi
+    [[ "${POSTSCREEN:-no}" != yes ]] || enable_postscreen "${dir}"
     # Postfix re-reads a file changed within the last second, dozing 0.3 s per try, until it
     # is older: that costs every Postfix program about two seconds right after a write.
     touch -d '2 seconds ago' "${dir}/main.cf" "${dir}/master.cf"
@@ -238,12 +289,10 @@ run_gate() {
         --tables "${USER_DIR}" --label "${USER_DIR} with the container's settings" "$1"
 }
 
-gate() {
-    # $1: a generated directory. Logs every finding; fails on an error unless LINT=warn.
-    # The last line on stderr is the verdict, for `die` or a skipped reload.
-    [[ "${LINT}" != off ]] || return 0
-    local out status=0 first
-    out=$(run_gate "$1" 2>&1) || status=$?
+judge_gate() {
+    # $1: the gate's output, $2: its exit status. Logs every finding; fails on an error unless
+    # LINT=warn, with the reason in GATE_VERDICT (for `die` or a skipped reload).
+    local out=$1 status=$2 first
     printf '%s\n' "${out}" | sed 's/^/bootstrap: gate: /' >&2
     ((status != 0)) || return 0
     if ((status == 3)); then
@@ -257,6 +306,14 @@ gate() {
         return 0
     fi
     return 1
+}
+
+gate() {
+    # $1: a generated directory: run the gate on it and judge.
+    [[ "${LINT}" != off ]] || return 0
+    local out status=0
+    out=$(run_gate "$1" 2>&1) || status=$?
+    judge_gate "${out}" "${status}"
 }
 
 check_config() {
@@ -282,6 +339,14 @@ prepare_quick_start() {
     fi
     postsuper -c "${RUN_DIR}" || return 0
     touch "${queue}/quick-start"
+}
+
+own_data_directory() {
+    # An empty folder mounted on /var/lib/postfix belongs to root; Postfix's daemons write there
+    # as the mail owner, and postfix-script only warns before the master gives up.
+    local -a values
+    mapfile -t values < <(postconf -c "${RUN_DIR}" -h data_directory mail_owner)
+    [[ "$(stat -c %U "${values[0]}")" == "${values[1]}" ]] || chown "${values[1]}:" "${values[0]}"
 }
 
 # --- reloads ---------------------------------------------------------------------------------
@@ -370,19 +435,31 @@ start() {
     fi
     export MALLOC TLS_CERT_FILE TLS_KEY_FILE PRELOAD
     rm -rf "${RUN_DIR}" "${RUN_DIR}".*
-    local generation
+    local generation gate_job="" gate_status=0
     generation=$(new_generation)
-    gate "${generation}" || die "${GATE_VERDICT}; fix it (see the lines above), or start anyway with LINT=warn"
+    # The gate runs while the rest gets ready (it costs a python3 start); nothing listens
+    # before its verdict.
+    if [[ "${LINT}" != off ]]; then
+        run_gate "${generation}" >/run/pfbuild-gate.out 2>&1 &
+        gate_job=$!
+    fi
     switch_config "${generation}"
     # No full `postfix check` here (it takes seconds): postfix start-fg still refuses a
     # configuration that postconf cannot parse, with Postfix's own one-line reason.
-    if [[ -n "${SYSLOG_HOST:-}" ]]; then
-        /usr/local/sbin/syslog-forward.pl /dev/log "${SYSLOG_HOST}" "${SYSLOG_PORT:-514}" \
-            "${SYSLOG_PROTO}" "${HOSTNAME:-localhost}" &
+    if uses_forwarder; then
+        /usr/local/sbin/syslog-forward.pl /dev/log "${SYSLOG_HOST:-}" "${SYSLOG_PORT:-514}" \
+            "${SYSLOG_PROTO}" "${HOSTNAME:-localhost}" "${LOG_FORMAT}" &
         local tries=0
         until [[ -S /dev/log ]] || ((++tries > 50)); do sleep 0.1; done
     fi
+    own_data_directory
     prepare_quick_start
+    if [[ -n "${gate_job}" ]]; then
+        wait "${gate_job}" || gate_status=$?
+        judge_gate "$(cat /run/pfbuild-gate.out)" "${gate_status}" ||
+            die "${GATE_VERDICT}; fix it (see the lines above), or start anyway with LINT=warn"
+        rm -f /run/pfbuild-gate.out
+    fi
     reload_loop &
     say "starting postfix (MALLOC=${MALLOC}${PRELOAD:+, LD_PRELOAD=${PRELOAD}})"
     # The master becomes PID 1 (postfix-script execs it) and stops cleanly on SIGTERM.
@@ -406,7 +483,8 @@ check() {
     certificate_for_reload
     local dir status=0
     dir=$(mktemp -d /tmp/pfbuild-check.XXXXXX)
-    trap 'rm -rf "${dir}"' EXIT
+    # shellcheck disable=SC2064 # expanded now: the local is gone when the trap runs
+    trap "rm -rf '${dir}'" EXIT
     if ! generate_config "${dir}/generation" 2>"${dir}/errors"; then
         say "postconf cannot read ${USER_DIR}/main.cf: $(tail -n 1 "${dir}/errors")"
         cp "${USER_DIR}/main.cf" "${dir}/generation/main.cf"

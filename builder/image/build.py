@@ -41,6 +41,7 @@ TEMPLATE_FILES = (
     "bootstrap.sh",
     "healthcheck.sh",
     "postfix-command.sh",
+    "slim.cfg",
     "syslog-forward.pl",
 )
 # The configuration gate as the image runs it (python3 -m builder.check.config): its modules
@@ -55,7 +56,12 @@ DEFAULT_SOURCE = "https://github.com/pfbuild/pfbuild"
 MAP_PACKAGES = tuple(
     f"postfix-{m}" for m in ("cdb", "ldap", "lmdb", "mysql", "pcre", "pgsql", "sqlite")
 )
-RUNTIME_PACKAGES = ("libjemalloc2", "ca-certificates", "tzdata", "openssl")
+# python3 runs the configuration gate (standard library only); the standalone sysusers
+# satisfies postfix's `systemd | systemd-standalone-sysusers` without all of systemd (17 MB).
+RUNTIME_PACKAGES = (
+    "libjemalloc2", "ca-certificates", "tzdata", "openssl", "python3-minimal", "libpython3-stdlib",
+    "systemd-standalone-sysusers",
+)  # fmt: skip
 MALLOC_RECIPE = "mimalloc-secure"
 PIN_PRIORITY = 1001
 REPO_PORT = 18471
@@ -273,7 +279,7 @@ def assemble_context(dest: Path, tree: Path, url: str, suite: str) -> None:
     """Fill `dest` with the docker/ templates, the gate and the apt/ folder for one suite."""
     for name in TEMPLATE_FILES:
         shutil.copy2(DOCKER_DIR / name, dest / name)
-        (dest / name).chmod(0o644 if name == "Dockerfile" else 0o755)
+        (dest / name).chmod(0o755 if name.endswith((".sh", ".pl")) else 0o644)
     for path, name in gate_files():
         target = dest / GATE_DIR / "builder" / name
         target.parent.mkdir(parents=True, exist_ok=True)

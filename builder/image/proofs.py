@@ -390,7 +390,7 @@ class ImageProver:
         expect("self-signed" not in running.logs(), "a self-signed certificate was made anyway")
         expect(self.peer_subject(running) == "CN=pfbuild-mounted-1", "mounted cert not presented")
         make_certificate(certs, "pfbuild-mounted-2")
-        changed = "reload (certificate files changed)"
+        changed = "reload (configuration or certificate files changed)"
         expect(wait_until(lambda: changed in running.logs(), 20), "no reload after renewal")
         expect(
             wait_until(lambda: self.peer_subject(running) == "CN=pfbuild-mounted-2", 10),

@@ -183,7 +183,7 @@ class Recipe:
     postfix_qa: bool = False
     # A Postfix recipe built without Berkeley DB when False: `without_berkeley_db` are the
     # packaging edits that do it (no libdb in Build-Depends, so none in Depends), and the check
-    # proves it on the built package (`postconf -m` lists no hash or btree).
+    # proves it on the built package (`postmap hash:` fails with Postfix's no-Berkeley-DB hint).
     berkeley_db: bool = True
     without_berkeley_db: tuple[Replacement, ...] = ()
 

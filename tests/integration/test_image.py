@@ -552,9 +552,10 @@ def test_main_cf_edits_are_picked_up_and_the_gate_refuses_an_open_relay(
     )
     assert rc != 0, out
     assert "error open-relay-mynetworks mynetworks" in out, out
+    assert "reload (requested) skipped: the configuration gate refuses it" in out, out
     time.sleep(3)  # the loop tries the refused files once, then waits for the next change
     logs = docker_logs(running)
-    assert logs.count("skipped: the configuration gate refuses it") == 2, logs[-2000:]
+    assert logs.count("skipped: the configuration gate refuses it") == 1, logs[-2000:]
     assert relay_reply(running.port)[0] == 554
     assert docker_exec(running, ["postconf", "-h", "mynetworks"]) == (0, "127.0.0.1/32\n")
 
@@ -572,12 +573,15 @@ def test_gate_refuses_to_start_an_open_relay(prover: ImageProver) -> None:
         socket.create_connection((LOOPBACK, running.port), timeout=2).close()
 
 
-def test_lint_warn_starts_anyway(prover: ImageProver) -> None:
-    mounts = {str(CONFIGS / "open-relay"): {"bind": "/etc/postfix", "mode": "ro"}}
+def test_lint_warn_starts_anyway(prover: ImageProver, tmp_path: Path) -> None:
+    # The open-relay fixture's restrictions Postfix itself refuses to run; this one it runs.
+    (tmp_path / "main.cf").write_text("compatibility_level = 3.11\nmynetworks = 0.0.0.0/0\n")
+    tmp_path.chmod(0o755)
+    mounts = {str(tmp_path): {"bind": "/etc/postfix", "mode": "ro"}}
     running = prover.start(volumes=mounts, env={"POSTFIX_mynetworks": None, "LINT": "warn"})
     assert running.banner.startswith("220 ")
     logs = docker_logs(running)
-    assert "bootstrap: gate: error open-relay-restrictions smtpd_recipient_restrictions" in logs
+    assert "bootstrap: gate: error open-relay-mynetworks mynetworks (main.cf:2)" in logs, logs
     assert "(going on: LINT=warn)" in logs
 
 
@@ -624,6 +628,58 @@ def test_remote_syslog_and_stdout(prover: ImageProver) -> None:
     assert matches[0].group(1) in docker_logs(running)
 
 
+def test_postscreen_answers_and_drops_a_pregreet_client(prover: ImageProver) -> None:
+    running = prover.start(env={"POSTSCREEN": "yes"})
+    assert host_pids(running, "postscreen"), "no postscreen process"
+    # A stranger that waits for the whole greeting reaches smtpd through postscreen.
+    with smtp_session(running.port, source=OUTSIDE) as smtp:
+        code, _ = smtp.ehlo()
+        assert code == 250
+    # One that talks first is dropped (another address: postscreen remembers who passed).
+    pregreeter = "127.0.0.6"
+    with socket.create_connection(
+        (LOOPBACK, running.port), timeout=30, source_address=(pregreeter, 0)
+    ) as sock:
+        sock.sendall(b"EHLO pregreet.example\r\n")
+        received = b""
+        with suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(4096):
+                received += chunk
+    assert b"521 5.5.1 Protocol error" in received, received
+    logs = docker_logs(running)
+    assert re.search(rf"postscreen\[\d+\]: PREGREET \d+ after [\d.]+ from \[{pregreeter}\]", logs)
+    assert f"PASS NEW [{OUTSIDE}]" in logs, logs[-2000:]
+    _, out = docker_exec(running, ["postconf", "-h", "postscreen_dnsbl_sites"])
+    assert "sorbs" not in out and "zen.spamhaus.org=127.0.0.[2..11]" in out, out
+
+
+def test_json_logs(prover: ImageProver) -> None:
+    running = prover.start(env={"LOG_FORMAT": "json", "POSTFIX_defer_transports": "local"})
+    rcpt = f"postmaster@{read_banner(running.port).split()[1]}"
+    with smtp_session(running.port) as smtp:
+        smtp.ehlo()
+        smtp.mail("<>")
+        assert smtp.rcpt(rcpt)[0] == 250
+        code, reply = smtp.data(b"Subject: json\r\n\r\npfbuild json log test\r\n")
+    assert code == 250, reply
+    queued = re.search(rb"queued as ([0-9A-Za-z]+)", reply)
+    assert queued, reply
+    queue_id = queued.group(1).decode()
+
+    def records() -> list[dict[str, object]]:
+        out = running.container.logs(stdout=True, stderr=False).decode(errors="replace")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def cleanup_record() -> bool:
+        return any(r["program"] == "postfix/cleanup" and r.get("queue_id") == queue_id
+                   for r in records())  # fmt: skip
+
+    assert wait_until(cleanup_record, 10), records()[-5:]
+    smtpd = [r for r in records() if r["program"] == "postfix/smtpd"]
+    assert any(str(r["message"]).startswith("connect from ") for r in smtpd), smtpd
+    assert all(isinstance(r["pid"], int) for r in smtpd)
+
+
 def test_mounted_certificate_and_its_renewal(prover: ImageProver, tmp_path: Path) -> None:
     certs = tmp_path / "live-mx"
     certs.mkdir()
@@ -644,8 +700,8 @@ def test_mounted_certificate_and_its_renewal(prover: ImageProver, tmp_path: Path
 # --- locked down ------------------------------------------------------------------------------
 
 # Capability bits in /proc/<pid>/status (linux/capability.h), read on the host.
-CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7,
-            "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18}  # fmt: skip
+CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "SETGID": 6, "SETUID": 7,
+            "NET_BIND_SERVICE": 10}  # fmt: skip
 
 
 def host_status(pid: int) -> dict[str, str]:
@@ -695,7 +751,7 @@ def test_no_setid_files_but_postdrop_and_postqueue(
     )
     assert sorted(out.split()) == ["/usr/sbin/postdrop", "/usr/sbin/postqueue"], out
     _, out = docker_run(client, built.tags[0], ["stat", "-c", "%A %G", "/usr/sbin/postdrop"])
-    assert out.strip() == "-rwxr-sr-x postdrop", out
+    assert re.fullmatch(r"-r.xr-sr-x postdrop", out.strip()), out
 
 
 def test_time_zone_works_read_only(locked_prover: ImageProver) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import socket
 import subprocess
@@ -39,7 +41,7 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_dockerfile_keeps_the_contract() -> None:
     text = (DOCKER_DIR / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE" in text
-    assert 'VOLUME ["/etc/postfix", "/var/lib/postfix", "/var/spool/postfix"]' in text
+    assert 'VOLUME ["/etc/postfix", "/var/lib/postfix", "/var/spool/postfix", "/var/mail"]' in text
     assert "EXPOSE 25\n" in text
     assert "rm -rf /var/lib/apt/lists/*" in text
     assert "mv /etc/postfix /etc/postfix.orig" in text
@@ -77,6 +79,12 @@ def test_default_settings_pass() -> None:
         ({"MALLOC": "bogus"}, "MALLOC=bogus is not one of mimalloc, jemalloc, none"),
         ({"SYSLOG_PROTO": "sctp"}, "SYSLOG_PROTO=sctp is not udp or tcp"),
         ({"LINT": "strict"}, "LINT=strict is not one of error, warn, off"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT=xml is not text or json"),
+        ({"POSTSCREEN": "on"}, "POSTSCREEN=on is not yes or no"),
+        (
+            {"POSTSCREEN_DNSBL_THRESHOLD": "high"},
+            "POSTSCREEN_DNSBL_THRESHOLD=high is not a whole number",
+        ),
         ({"RELOAD_INTERVAL": "1d"}, "RELOAD_INTERVAL=1d is not a positive whole number"),
         ({"SMTP_PORT": "0"}, "SMTP_PORT=0 is not a positive whole number"),
         (
@@ -149,31 +157,66 @@ def test_healthcheck_fails_without_a_listener() -> None:
     assert proc.returncode != 0
 
 
-def test_forwarder_copies_to_stdout_and_udp(tmp_path: Path) -> None:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(10)
-    dev_log = tmp_path / "log"
-    cmd = [str(FORWARDER), str(dev_log), "127.0.0.1", str(udp.getsockname()[1]), "udp", "mx1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+@contextmanager
+def forwarder(dev_log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """syslog-forward.pl listening on `dev_log` with `args`; killed afterwards."""
+    proc = subprocess.Popen(
+        [str(FORWARDER), str(dev_log), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 10
         while not dev_log.is_socket():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the forwarder did not bind its socket"
             time.sleep(0.02)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
-            client.sendto(
-                b"<22>Nov 25 12:00:00 postfix/smtpd[7]: connect from x\0", os.fspath(dev_log)
-            )
-        remote = udp.recv(65536).decode()
-        assert remote == "<22>Nov 25 12:00:00 mx1 postfix/smtpd[7]: connect from x"
-        assert proc.stdout is not None
-        assert (
-            proc.stdout.readline().decode()
-            == "Nov 25 12:00:00 mx1 postfix/smtpd[7]: connect from x\n"
-        )
+        yield proc
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_forwarder_copies_to_stdout_and_udp(tmp_path: Path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(10)
+    dev_log = tmp_path / "log"
+    try:
+        with forwarder(dev_log, "127.0.0.1", str(udp.getsockname()[1]), "udp", "mx1") as proc:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+                client.sendto(
+                    b"<22>Nov 25 12:00:00 postfix/smtpd[7]: connect from x\0", os.fspath(dev_log)
+                )
+            remote = udp.recv(65536).decode()
+            assert remote == "<22>Nov 25 12:00:00 mx1 postfix/smtpd[7]: connect from x"
+            assert proc.stdout is not None
+            assert (
+                proc.stdout.readline().decode()
+                == "Nov 25 12:00:00 mx1 postfix/smtpd[7]: connect from x\n"
+            )
+    finally:
         udp.close()
+
+
+def test_forwarder_writes_json_lines(tmp_path: Path) -> None:
+    dev_log = tmp_path / "log"
+    sent = [
+        b"<22>Nov 25 12:00:00 postfix/cleanup[7]: 4F9D1C0A2B: message-id=<x@y>",
+        b'<19>Nov 25 12:00:01 postfix/smtpd[8]: warning: say "hi"\\ \t now',
+        b"<22>Nov 25 12:00:02 postfix/qmgr[9]: 4cQ3hy1sKszB6wL: removed",
+    ]
+    with forwarder(dev_log, "", "514", "udp", "mx1", "json") as proc:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            for datagram in sent:
+                client.sendto(datagram + b"\0", os.fspath(dev_log))
+        assert proc.stdout is not None
+        lines = [json.loads(proc.stdout.readline()) for _ in sent]
+    first, second, third = lines
+    assert datetime.datetime.fromisoformat(first.pop("time")).tzinfo is not None
+    assert first == {
+        "host": "mx1", "severity": "info", "program": "postfix/cleanup", "pid": 7,
+        "queue_id": "4F9D1C0A2B", "message": "4F9D1C0A2B: message-id=<x@y>",
+    }  # fmt: skip
+    assert second["severity"] == "err"
+    assert second["message"] == 'warning: say "hi"\\ \t now'
+    assert "queue_id" not in second
+    assert third["queue_id"] == "4cQ3hy1sKszB6wL"
