@@ -104,12 +104,16 @@ def check_mynetworks(cfg: PostfixConfig) -> Iterator[Finding]:
             yield finding("open-relay-mynetworks", "mynetworks", setting.where, message, fix)
 
 
+# What is left when every entry was too wide: this host only (mynetworks_style = host).
+LOOPBACK_ONLY = "127.0.0.0/8 [::1]/128"
+
+
 def _narrowing(cfg: PostfixConfig) -> Callable[[str], str]:
     """value -> the value expanded, without the too-wide address entries written in it."""
 
     def narrow(value: str) -> str:
         kept = [t for t in split_list(expand(value, cfg.raw)) if not is_too_wide(t)]
-        return " ".join(kept)
+        return " ".join(kept) or LOOPBACK_ONLY
 
     return narrow
 

@@ -347,3 +347,9 @@ def test_compatibility_levels_compare_as_numbers() -> None:
     assert compat_tuple("3.11") > compat_tuple("3.9") > compat_tuple("2")  # type: ignore[operator]
     assert compat_tuple("9999") == (9999, 0, 0)
     assert compat_tuple("${x}") is None
+
+
+def test_a_mynetworks_of_only_wide_entries_narrows_to_this_host(tmp_path: Path) -> None:
+    root = write_config(tmp_path / "c", "compatibility_level = 3.11\nmynetworks = 0.0.0.0/0\n")
+    found = [f for f in lint_config(root).findings if f.rule == "open-relay-mynetworks"]
+    assert [f.fix for f in found] == ["postconf -e 'mynetworks = 127.0.0.0/8 [::1]/128'"]
