@@ -15,6 +15,11 @@
 #   POSTSCREEN=yes                 postscreen in front of smtpd on the smtp port, with the DNSBLs
 #                                  of POSTSCREEN_DNSBL_SITES (default DEFAULT_DNSBL_SITES) and
 #                                  POSTSCREEN_DNSBL_THRESHOLD (default 3); pregreeters dropped
+#   SUBMISSION=yes, SUBMISSIONS=yes  mail submission on 587 (STARTTLS required) and 465 (implicit
+#                                  TLS), SASL authentication required, everything else refused
+#                                  there; SUBMISSION_PORT, SUBMISSIONS_PORT move them
+#   SASL_TYPE=dovecot|cyrus, SASL_PATH   the SASL backend, e.g. inet:dovecot:12345 (dovecot's
+#                                  auth service) or smtpd (Cyrus, /etc/postfix/sasl/smtpd.conf)
 #   LINT=error|warn|off            the configuration gate at start and reload: an error-severity
 #                                  finding refuses the configuration (error, the default), is
 #                                  only logged (warn), or the gate does not run (off)
@@ -68,6 +73,20 @@ check_settings() {
     if [[ -n "${POSTSCREEN_DNSBL_THRESHOLD:-}" && ! "${POSTSCREEN_DNSBL_THRESHOLD}" =~ ^-?[0-9]+$ ]]; then
         die "POSTSCREEN_DNSBL_THRESHOLD=${POSTSCREEN_DNSBL_THRESHOLD} is not a whole number"
     fi
+    local flag
+    for flag in SUBMISSION SUBMISSIONS; do
+        case "${!flag:=no}" in
+            yes | no) ;;
+            *) die "${flag}=${!flag} is not yes or no" ;;
+        esac
+    done
+    case "${SASL_TYPE:=dovecot}" in
+        dovecot | cyrus) ;;
+        *) die "SASL_TYPE=${SASL_TYPE} is not dovecot or cyrus" ;;
+    esac
+    if [[ "${SUBMISSION}${SUBMISSIONS}" == *yes* && -z "${SASL_PATH:-}" ]]; then
+        die "submission needs SASL_PATH, the SASL backend (e.g. inet:dovecot:12345)"
+    fi
     case "${LOG_FORMAT:=text}" in
         text | json) ;;
         *) die "LOG_FORMAT=${LOG_FORMAT} is not text or json" ;;
@@ -77,7 +96,7 @@ check_settings() {
         *) die "SYSLOG_PROTO=${SYSLOG_PROTO} is not udp or tcp" ;;
     esac
     local name
-    for name in RELOAD_INTERVAL RELOAD_POLL SMTP_PORT SYSLOG_PORT; do
+    for name in RELOAD_INTERVAL RELOAD_POLL SMTP_PORT SUBMISSION_PORT SUBMISSIONS_PORT SYSLOG_PORT; do
         if [[ -n "${!name:-}" && ! "${!name}" =~ ^[1-9][0-9]*$ ]]; then
             die "${name}=${!name} is not a positive whole number"
         fi
@@ -240,6 +259,29 @@ override_settings() {
     env | grep -E '^POSTFIX_[a-z0-9_]+=' | sed 's/^POSTFIX_//' | sort || true
 }
 
+enable_submission() {
+    # $1: a generated directory, $2: the service (submission, submissions or a port),
+    # $3: yes for implicit TLS. Only authenticated clients, over TLS, may send anything there.
+    local dir=$1 service=$2 wrapper=$3 label=$4 setting
+    local -a settings=(
+        "syslog_name=postfix/${label}"
+        "smtpd_tls_wrappermode=${wrapper}"
+        smtpd_tls_security_level=encrypt
+        smtpd_tls_auth_only=yes
+        smtpd_sasl_auth_enable=yes
+        "smtpd_sasl_type=${SASL_TYPE}"
+        "smtpd_sasl_path=${SASL_PATH}"
+        "smtpd_client_restrictions=permit_sasl_authenticated,reject"
+        "smtpd_relay_restrictions=permit_sasl_authenticated,reject"
+        "smtpd_recipient_restrictions=permit_sasl_authenticated,reject"
+        milter_macro_daemon_name=ORIGINATING
+    )
+    postconf -c "${dir}" -Me "${service}/inet=${service} inet n - n - - smtpd"
+    for setting in "${settings[@]}"; do
+        postconf -c "${dir}" -Pe "${service}/inet/${setting}"
+    done
+}
+
 enable_postscreen() {
     # $1: a generated directory. The smtp service becomes postscreen, which hands the clients
     # that pass to smtpd's "pass" service (POSTSCREEN_README's master.cf); the smtp service's
@@ -276,6 +318,10 @@ generate_config() {
         cp "${master}" "${dir}/master.cf"
     fi
     [[ "${POSTSCREEN:-no}" != yes ]] || enable_postscreen "${dir}"
+    [[ "${SUBMISSION:-no}" != yes ]] ||
+        enable_submission "${dir}" "${SUBMISSION_PORT:-submission}" no submission
+    [[ "${SUBMISSIONS:-no}" != yes ]] ||
+        enable_submission "${dir}" "${SUBMISSIONS_PORT:-submissions}" yes submissions
     # Postfix re-reads a file changed within the last second, dozing 0.3 s per try, until it
     # is older: that costs every Postfix program about two seconds right after a write.
     touch -d '2 seconds ago' "${dir}/main.cf" "${dir}/master.cf"

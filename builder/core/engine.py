@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from contextlib import suppress
+
 import docker.errors
 
 import docker
@@ -24,3 +27,31 @@ def docker_client(ctx: Context) -> docker.DockerClient:
             "start it with `pfbuild doctor --fix` (as root)",
         ) from None
     return client
+
+
+TOOL_DOCKERFILE = """\
+FROM {base}
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {packages} \\
+ && rm -rf /var/lib/apt/lists/*
+"""
+
+
+def ensure_tool_image(client: docker.DockerClient, repo: str, base: str, packages: str) -> str:
+    """`repo`:<base's tag>, made once from `base` with the distribution's `packages` (apt)."""
+    tag = f"{repo}:{base.rsplit(':', 1)[-1]}"
+    with suppress(docker.errors.ImageNotFound):
+        client.images.get(tag)
+        return tag
+    dockerfile = TOOL_DOCKERFILE.format(base=base, packages=packages).encode()
+    try:
+        client.images.build(
+            fileobj=io.BytesIO(dockerfile), tag=tag, network_mode="host", rm=True, forcerm=True
+        )
+    except docker.errors.BuildError as exc:
+        raise PfbuildError(
+            f"cannot build the tool image {tag}",
+            str(exc),
+            "check that apt in the base image reaches the archive",
+        ) from None
+    return tag

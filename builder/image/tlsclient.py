@@ -6,27 +6,19 @@ small image made from trixie (OpenSSL >= 3.5), with host networking to reach 127
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Collection, Sequence
-from contextlib import suppress
 from pathlib import Path
 
 import docker.errors
 
 import docker
 from builder.core import run
-from builder.core.errors import PfbuildError
+from builder.core.engine import ensure_tool_image
 from builder.image.smtp import LOOPBACK
 
 PQ_GROUP = "X25519MLKEM768"
 TLS_CLIENT_REPO = "pfbuild-tlsclient"
-TLS_CLIENT_DOCKERFILE = """\
-FROM {base}
-RUN apt-get update \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl \\
- && rm -rf /var/lib/apt/lists/*
-"""
 
 
 def s_client_cmdline(port: int, *extra: str) -> list[str]:
@@ -84,18 +76,7 @@ def make_certificate(directory: Path, name: str) -> None:
 
 def ensure_tls_client_image(client: docker.DockerClient, base: str) -> str:
     """An OpenSSL >= 3.5 client image made once from a trixie base (the host's is too old)."""
-    tag = f"{TLS_CLIENT_REPO}:{base.rsplit(':', 1)[-1]}"
-    with suppress(docker.errors.ImageNotFound):
-        client.images.get(tag)
-        return tag
-    dockerfile = TLS_CLIENT_DOCKERFILE.format(base=base).encode()
-    try:
-        client.images.build(
-            fileobj=io.BytesIO(dockerfile), tag=tag, network_mode="host", rm=True, forcerm=True
-        )
-    except docker.errors.BuildError as exc:
-        raise PfbuildError(f"cannot build the TLS client image {tag}", str(exc)) from None
-    return tag
+    return ensure_tool_image(client, TLS_CLIENT_REPO, base, "openssl")
 
 
 def run_tool(

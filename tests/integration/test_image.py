@@ -44,6 +44,7 @@ from builder.image.smtp import free_port
 from builder.image.stage import build_variant_image
 from builder.image.tlsclient import ensure_tls_client_image
 from builder.model.distro import TRIXIE
+from tests.fixtures.sasl import dovecot_auth, ensure_dovecot_image
 from tests.integration.conftest import POSTFIX_VERSION
 
 pytestmark = pytest.mark.integration
@@ -651,6 +652,71 @@ def test_postscreen_answers_and_drops_a_pregreet_client(prover: ImageProver) -> 
     assert f"PASS NEW [{OUTSIDE}]" in logs, logs[-2000:]
     _, out = docker_exec(running, ["postconf", "-h", "postscreen_dnsbl_sites"])
     assert "sorbs" not in out and "zen.spamhaus.org=127.0.0.[2..11]" in out, out
+
+
+SASL_USER, SASL_PASSWORD = "alice@example.org", "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def sasl_path(shared_ctx: Context, client: docker.DockerClient) -> Iterator[str]:
+    """A real SASL backend (Dovecot's auth service) that knows SASL_USER."""
+    image_ref = ensure_dovecot_image(client, ensure_base_image(shared_ctx, TRIXIE))
+    with tempfile.TemporaryDirectory(prefix="pfbuild-sasl-") as tmp:
+        users = {SASL_USER: SASL_PASSWORD}
+        with dovecot_auth(client, image_ref, Path(tmp), free_port(), users) as path:
+            yield path
+
+
+def test_submission_wants_tls_and_authentication(prover: ImageProver, sasl_path: str) -> None:
+    port, implicit = free_port(), free_port()
+    env = {"SUBMISSION": "yes", "SUBMISSION_PORT": str(port), "SUBMISSIONS": "yes",
+           "SUBMISSIONS_PORT": str(implicit), "SASL_PATH": sasl_path}  # fmt: skip
+    running = prover.start(env=env)
+    assert read_banner(port).startswith("220 ")
+    # Without TLS: no AUTH offered, and nothing accepted.
+    with smtp_session(port, source=OUTSIDE) as smtp:
+        smtp.ehlo()
+        assert not smtp.has_extn("auth"), smtp.esmtp_features
+        code, reply = smtp.mail("<alice@example.org>")
+        assert code == 530 and b"STARTTLS" in reply, reply
+    # With TLS but without authentication: refused.
+    with smtp_session(port, source=OUTSIDE) as smtp:
+        smtp.starttls(context=any_certificate())
+        smtp.ehlo()
+        assert "PLAIN" in smtp.esmtp_features.get("auth", "").upper(), smtp.esmtp_features
+        assert smtp.mail("<alice@example.org>")[0] == 250
+        code, reply = smtp.rcpt("someone@example.net")
+        assert code == 554, reply
+    # A wrong password is refused by the backend.
+    with smtp_session(port, source=OUTSIDE) as smtp:
+        smtp.starttls(context=any_certificate())
+        smtp.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            smtp.login(SASL_USER, "wrong password")
+    # Authenticated over TLS: the user may send anywhere.
+    with smtp_session(port, source=OUTSIDE) as smtp:
+        smtp.starttls(context=any_certificate())
+        smtp.ehlo()
+        smtp.login(SASL_USER, SASL_PASSWORD)
+        assert smtp.mail("<alice@example.org>")[0] == 250
+        code, reply = smtp.rcpt("someone@example.net")
+        assert code == 250, reply
+        smtp.rset()
+    # Implicit TLS on the submissions port.
+    with smtplib.SMTP_SSL(
+        LOOPBACK, implicit, timeout=30, context=any_certificate(),
+        source_address=(OUTSIDE, 0), local_hostname=CLIENT_HELO,
+    ) as smtp:  # fmt: skip
+        smtp.ehlo()
+        smtp.login(SASL_USER, SASL_PASSWORD)
+        assert smtp.mail("<alice@example.org>")[0] == 250
+        assert smtp.rcpt("someone@example.net")[0] == 250
+        smtp.rset()
+    logs = docker_logs(running)
+    assert "postfix/submission/smtpd" in logs and "sasl_username=alice@example.org" in logs, logs[
+        -2000:
+    ]
+    assert "bootstrap: gate: /etc/postfix with the container's settings: no findings" in logs
 
 
 def test_json_logs(prover: ImageProver) -> None:

@@ -81,6 +81,9 @@ def test_default_settings_pass() -> None:
         ({"LINT": "strict"}, "LINT=strict is not one of error, warn, off"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT=xml is not text or json"),
         ({"POSTSCREEN": "on"}, "POSTSCREEN=on is not yes or no"),
+        ({"SUBMISSIONS": "on"}, "SUBMISSIONS=on is not yes or no"),
+        ({"SASL_TYPE": "pam"}, "SASL_TYPE=pam is not dovecot or cyrus"),
+        ({"SUBMISSION": "yes"}, "submission needs SASL_PATH, the SASL backend"),
         (
             {"POSTSCREEN_DNSBL_THRESHOLD": "high"},
             "POSTSCREEN_DNSBL_THRESHOLD=high is not a whole number",
