@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Iterator
@@ -101,6 +100,10 @@ def check_parameters(cfg: PostfixConfig) -> Iterator[Finding]:
                 )
                 fix, edit = _deprecated_fix(setting, dep)
             else:
+                # Imported here: only a misspelt name needs it, and the image's gate runs at
+                # every container start.
+                import difflib
+
                 close = difflib.get_close_matches(name, known_names, n=1, cutoff=0.85)
                 hint = f"; did you mean {close[0]}?" if close else ""
                 why = f"this Postfix has no parameter {name} and ignores the setting{hint}"
