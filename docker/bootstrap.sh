@@ -261,8 +261,9 @@ override_settings() {
 
 enable_submission() {
     # $1: a generated directory, $2: the service (submission, submissions or a port),
-    # $3: yes for implicit TLS. Only authenticated clients, over TLS, may send anything there.
-    local dir=$1 service=$2 wrapper=$3 label=$4 setting
+    # $3: yes for implicit TLS, $4: the syslog name. Only authenticated clients, over TLS, may
+    # send anything there.
+    local dir=$1 service=$2 wrapper=$3 label=$4
     local -a settings=(
         "syslog_name=postfix/${label}"
         "smtpd_tls_wrappermode=${wrapper}"
@@ -277,9 +278,7 @@ enable_submission() {
         milter_macro_daemon_name=ORIGINATING
     )
     postconf -c "${dir}" -Me "${service}/inet=${service} inet n - n - - smtpd"
-    for setting in "${settings[@]}"; do
-        postconf -c "${dir}" -Pe "${service}/inet/${setting}"
-    done
+    postconf -c "${dir}" -Pe "${settings[@]/#/${service}/inet/}"
 }
 
 enable_postscreen() {
@@ -439,23 +438,17 @@ locked_reload() {
     reload_now "$@"
 }
 
-changed_sources() {
-    # Whether the files the running configuration was made from differ from what it recorded.
-    local recorded="${RUN_DIR}/${SOURCES}"
-    [[ -f "${recorded}" ]] || return 1
-    [[ "$(cut -d ' ' -f 1 "${recorded}" | file_states)" != "$(cat "${recorded}")" ]]
-}
-
 reload_loop() {
     local interval=${RELOAD_INTERVAL:-86400} poll=${RELOAD_POLL:-5} last now refused=""
+    local recorded="${RUN_DIR}/${SOURCES}" state
     poll=$((interval < poll ? interval : poll))
     last=$(date +%s)
     while sleep "${poll}"; do
         now=$(date +%s)
-        if changed_sources; then
+        # The files the running configuration was made from, as they are now.
+        state=$(cut -d ' ' -f 1 "${recorded}" | file_states)
+        if [[ "${state}" != "$(cat "${recorded}")" ]]; then
             # A refused change is not tried again (and logged again) until the files change.
-            local state
-            state=$(cut -d ' ' -f 1 "${RUN_DIR}/${SOURCES}" | file_states)
             [[ "${state}" != "${refused}" ]] || continue
             if (locked_reload "configuration or certificate files changed"); then
                 refused=""

@@ -58,7 +58,8 @@ WITHOUT_BERKELEY_DB = (
         path="debian/rules",
         old="\t-DDB_WARN_DEPRECATED\n",
         new="\t-DDB_WARN_DEPRECATED -DNO_DB\n",
-        why="NO_DB drops the hash and btree lookup types from the build",
+        why="NO_DB builds without Berkeley DB: hash: and btree: tables only answer with "
+        "Postfix's NON_BERKELEYDB_README hint",
     ),
 )
 

@@ -6,6 +6,7 @@ import io
 from contextlib import suppress
 
 import docker.errors
+import docker.models.images
 
 import docker
 from builder.core.context import Context
@@ -37,15 +38,18 @@ RUN apt-get update \\
 """
 
 
-def ensure_tool_image(client: docker.DockerClient, repo: str, base: str, packages: str) -> str:
-    """`repo`:<base's tag>, made once from `base` with the distribution's `packages` (apt)."""
-    tag = f"{repo}:{base.rsplit(':', 1)[-1]}"
-    with suppress(docker.errors.ImageNotFound):
-        client.images.get(tag)
-        return tag
-    dockerfile = TOOL_DOCKERFILE.format(base=base, packages=packages).encode()
+def tool_dockerfile(packages: str) -> str:
+    """The Dockerfile of a tool image: `packages` from the distribution, on a `{base}`."""
+    return TOOL_DOCKERFILE.replace("{packages}", packages)
+
+
+def build_tool_image(
+    client: docker.DockerClient, tag: str, base: str, packages: str
+) -> docker.models.images.Image:
+    """Build `tag` from `base` with the distribution's `packages` (apt, host network)."""
+    dockerfile = tool_dockerfile(packages).format(base=base).encode()
     try:
-        client.images.build(
+        image, _logs = client.images.build(
             fileobj=io.BytesIO(dockerfile), tag=tag, network_mode="host", rm=True, forcerm=True
         )
     except docker.errors.BuildError as exc:
@@ -54,4 +58,14 @@ def ensure_tool_image(client: docker.DockerClient, repo: str, base: str, package
             str(exc),
             "check that apt in the base image reaches the archive",
         ) from None
+    return image
+
+
+def ensure_tool_image(client: docker.DockerClient, repo: str, base: str, packages: str) -> str:
+    """`repo`:<base's tag>, made once from `base` with the distribution's `packages` (apt)."""
+    tag = f"{repo}:{base.rsplit(':', 1)[-1]}"
+    with suppress(docker.errors.ImageNotFound):
+        client.images.get(tag)
+        return tag
+    build_tool_image(client, tag, base, packages)
     return tag

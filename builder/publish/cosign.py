@@ -15,7 +15,6 @@ base image with apt, which checks the archive's signatures.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ from builder.bootstrap.buildenv import ensure_base_image
 from builder.core import run
 from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
-from builder.core.engine import docker_client
+from builder.core.engine import build_tool_image, docker_client, tool_dockerfile
 from builder.core.errors import CommandError, PfbuildError
 from builder.model.distro import TRIXIE
 
@@ -42,12 +41,7 @@ log = logging.getLogger("pfbuild")
 COSIGN_IMAGE_REPO = "pfbuild-cosign"
 # The tool image made last: what `pfbuild verify` runs when the host has no cosign.
 COSIGN_IMAGE_LATEST = f"{COSIGN_IMAGE_REPO}:latest"
-COSIGN_DOCKERFILE = """\
-FROM {base}
-RUN apt-get update \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cosign \\
- && rm -rf /var/lib/apt/lists/*
-"""
+COSIGN_DOCKERFILE = tool_dockerfile("cosign")
 # cosign's own variable; an empty password is allowed (local trial runs), CI sets a real one.
 PASSWORD_ENV = "COSIGN_PASSWORD"  # noqa: S105  # the variable's name, not a password
 KEY_FILE_ENV = "PFBUILD_COSIGN_KEY_FILE"
@@ -264,18 +258,7 @@ def ensure_cosign_image(ctx: Context, client: docker.DockerClient) -> str:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
         log.info("making the cosign tool image %s from %s", tag, base)
-        dockerfile = COSIGN_DOCKERFILE.format(base=base).encode()
-        try:
-            image, _logs = client.images.build(
-                fileobj=io.BytesIO(dockerfile), tag=tag, network_mode="host", rm=True,
-                forcerm=True,
-            )  # fmt: skip
-        except docker.errors.BuildError as exc:
-            raise PfbuildError(
-                f"cannot build the cosign tool image {tag}",
-                str(exc),
-                "check that apt in the trixie base image reaches the archive",
-            ) from None
+        image = build_tool_image(client, tag, base, "cosign")
     repo, _, name = COSIGN_IMAGE_LATEST.partition(":")
     image.tag(repo, name)
     return tag

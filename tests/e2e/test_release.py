@@ -86,6 +86,13 @@ def test_release_makes_packages_repo_images_and_manifest(
         assert image["image_id"].startswith("sha256:")
         tests = data["actions"][f"image-test {variant}"]["outputs"]["proofs"]
         assert tests and all(p["ok"] for p in tests), tests
+        # Every proof ran twice, with docker's defaults and locked down; each mode adds one.
+        names = {p["name"] for p in tests}
+        default = {n for n in names if not n.endswith(" (locked down)")}
+        locked = {n.removesuffix(" (locked down)") for n in names - default}
+        assert default - {"setuid/setgid files"} == locked - {"lock-down in effect"}, names
+        assert {"setuid/setgid files", "banner"} <= default, names
+        assert {"lock-down in effect", "banner"} <= locked, names
     verify = run_pfbuild(
         shared_workspace, "manifest", "verify", "--release", VERSION, timeout=TIMEOUT
     )

@@ -39,7 +39,7 @@ from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.image import build as image
 from builder.image.container import LOCKDOWN_CAPS, PostfixContainer
-from builder.image.proofs import ImageProver, prove_image
+from builder.image.proofs import ImageProver
 from builder.image.smtp import free_port
 from builder.image.stage import build_variant_image
 from builder.image.tlsclient import ensure_tls_client_image
@@ -775,17 +775,6 @@ def host_status(pid: int) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
-def test_every_proof_passes_locked_down(
-    built: image.BuiltImage, client: docker.DockerClient, tls_client: str, tmp_path: Path
-) -> None:
-    proofs = prove_image(
-        client, built.tags[0], tls_client, scratch=tmp_path, healthcheck=False, locked_down=True
-    )
-    failed = [f"{p.name}: {p.detail}" for p in proofs if not p.ok]
-    assert not failed, failed
-    assert len(proofs) >= 20, [p.name for p in proofs]
-
-
 def test_locked_down_master_runs_with_the_named_capabilities_only(
     locked_prover: ImageProver,
 ) -> None:
@@ -799,7 +788,6 @@ def test_locked_down_master_runs_with_the_named_capabilities_only(
     assert caps == sum(1 << CAP_BITS[name] for name in LOCKDOWN_CAPS), status["CapEff"]
     assert status["NoNewPrivs"] == "1"
     # The daemons drop to the postfix user: no capability left at all.
-    smtpd_status = {}
     with smtp_session(running.port) as smtp:
         smtp.ehlo()
         smtpd_status = host_status(first_pid(running, "smtpd"))
@@ -835,8 +823,10 @@ def test_time_zone_works_read_only(locked_prover: ImageProver) -> None:
     assert wait_until(lambda: bool(connect_line()), 10), docker_logs(running)[-1500:]
     stamp = re.match(r"^(\w{3}) +(\d+) (\d\d):(\d\d):\d\d ", connect_line())
     assert stamp, connect_line()
-    logged = expected.replace(hour=int(stamp.group(3)), minute=int(stamp.group(4)))
-    assert abs((logged - expected).total_seconds()) < 180, (connect_line(), expected)
+    # Minutes of the day, compared around the clock (a run at midnight stays right).
+    logged = int(stamp.group(3)) * 60 + int(stamp.group(4))
+    offset = (logged - (expected.hour * 60 + expected.minute)) % 1440
+    assert min(offset, 1440 - offset) <= 3, (connect_line(), expected)
 
 
 def compose_command() -> list[str]:

@@ -39,7 +39,11 @@ IMAGE_NAME = "pfbuild-postfix-nobdb-test"
 
 
 def seed_chroots(shared: Path, workspace: Path) -> None:
-    """Hard-link the shared workspace's chroot tarballs: pfbuild re-checks them on use."""
+    """Hard-link the shared workspace's chroot tarballs, made by this session's pfbuild.
+
+    pfbuild reuses a tarball whose record names the same inputs and is fresh enough, as in the
+    shared workspace; nothing here comes from outside the test run.
+    """
     (workspace / "chroots").mkdir(exist_ok=True)
     for path in (shared / "chroots").glob(f"{TRIXIE.name}-*"):
         target = workspace / "chroots" / path.name

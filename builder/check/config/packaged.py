@@ -34,7 +34,6 @@ printf '%s\\n' 'postfix postfix/main_mailer_type select Internet Site' \\
   'postfix postfix/mailname string mail.example.org' | debconf-set-selections
 apt-get install -y -q {DEBS_MOUNT}/{MAIN_PACKAGE}_*.deb
 postconf -d > {OUTPUT_MOUNT}/postconf-d.txt
-postconf -m > {OUTPUT_MOUNT}/postconf-m.txt
 printf 'probe ok\n' > /tmp/pfbuild-bdb-probe
 {{ postmap hash:/tmp/pfbuild-bdb-probe && echo 'postmap exit 0' || echo "postmap exit $?"; }} \
   > {OUTPUT_MOUNT}/bdb-probe.txt 2>&1
@@ -77,8 +76,7 @@ def gate_packaged_config(
                 f"see {report_dir / 'config-gate.log'}",
             )
         with atomic_dir(report_dir / CONFIG_DIR) as kept:
-            for name in ("main.cf", "master.cf", "postconf-d.txt", "postconf-m.txt",
-                         "bdb-probe.txt"):  # fmt: skip
+            for name in ("main.cf", "master.cf", "postconf-d.txt", "bdb-probe.txt"):
                 (kept / name).write_bytes((out / name).read_bytes())
     kept_dir = report_dir / CONFIG_DIR
     if not berkeley_db:
