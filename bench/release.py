@@ -73,7 +73,7 @@ def main() -> None:
     # pfbuild's build stage on the same .dsc and chroot, into a fresh folder so it really builds.
     with tempfile.TemporaryDirectory(prefix="bench-build-", dir=ctx.tmp_dir) as out:
         started = time.monotonic()
-        build_package(ctx, "postfix", dsc, TRIXIE, Path(out) / "result")
+        build_package(ctx, "postfix", dsc, TRIXIE, Path(out) / "result", use_ccache=False)
         ours = time.monotonic() - started
 
     warm_s, warm = release(ctx.workspace, args.version, *extra)

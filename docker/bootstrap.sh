@@ -49,6 +49,8 @@ readonly DEFAULT_DNSBL_SITES='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net=
 readonly USER_PATH=${PATH}
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
+KEYGEN_JOB=""
+
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() {
     printf 'bootstrap: error: %s\n' "$*" >&2
@@ -175,19 +177,27 @@ self_signed_dir() {
     fi
 }
 
+write_self_signed() {
+    # $1: the folder, $2: the key file, $3: the certificate file.
+    install -d -m 0700 "$1"
+    # P-256: a fraction of RSA's key generation time on first start, and every TLS 1.2+
+    # client supports it.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=${HOSTNAME:-localhost}" -keyout "$2.new" -out "$3.new" 2>/dev/null
+    chmod 0600 "$2.new"
+    mv "$2.new" "$2"
+    mv "$3.new" "$3"
+}
+
 make_self_signed() {
+    # Sets TLS_CERT_FILE and TLS_KEY_FILE; a missing pair is made in the background (the
+    # configuration only names the files), KEYGEN_JOB is what start() waits for.
     local dir key cert
     dir=$(self_signed_dir)
     key="${dir}/key.pem" cert="${dir}/cert.pem"
     if [[ ! -s "${key}" || ! -s "${cert}" ]]; then
-        install -d -m 0700 "${dir}"
-        # P-256: a fraction of RSA's key generation time on first start, and every TLS 1.2+
-        # client supports it.
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-            -subj "/CN=${HOSTNAME:-localhost}" -keyout "${key}.new" -out "${cert}.new" 2>/dev/null
-        chmod 0600 "${key}.new"
-        mv "${key}.new" "${key}"
-        mv "${cert}.new" "${cert}"
+        write_self_signed "${dir}" "${key}" "${cert}" &
+        KEYGEN_JOB=$!
     fi
     say "warning: STARTTLS uses a self-signed certificate made on first start (${cert});" \
         "mount a real one and set TLS_CERT_FILE and TLS_KEY_FILE"
@@ -324,13 +334,18 @@ generate_config() {
     # Postfix re-reads a file changed within the last second, dozing 0.3 s per try, until it
     # is older: that costs every Postfix program about two seconds right after a write.
     touch -d '2 seconds ago' "${dir}/main.cf" "${dir}/master.cf"
-    source_files "${dir}" | file_states >"${dir}/${SOURCES}"
+}
+
+record_sources() {
+    # $1: a generated directory: what it was made from, for the reload loop.
+    source_files "$1" | file_states >"$1/${SOURCES}"
 }
 
 run_gate() {
     # $1: a generated directory. The gate's findings, one per line; exit 3 on an error.
     # Files named under $config_directory are read from the user's directory.
-    PYTHONPATH=${GATE_DIR} python3 -B -m builder.check.config --postconf-d "${POSTCONF_D}" \
+    # -S: the gate needs nothing outside the standard library (no site module to import).
+    PYTHONPATH=${GATE_DIR} python3 -S -B -m builder.check.config --postconf-d "${POSTCONF_D}" \
         --tables "${USER_DIR}" --label "${USER_DIR} with the container's settings" "$1"
 }
 
@@ -370,14 +385,17 @@ prepare_quick_start() {
     # postfix-script's start-up checks (post-install create-missing, then a find over the
     # queue and configuration) take seconds; with an initialized queue they find nothing to
     # do. Postfix's own quick-start marker skips them, so this does the parts that matter:
-    # the chroot copy of resolv.conf, hosts, localtime (Debian's configure-instance.sh) and
-    # the queue file name check (postsuper). A fresh, empty queue volume gets the full checks.
+    # the data directory's owner, the chroot copy of resolv.conf, hosts, localtime (Debian's
+    # configure-instance.sh, when a service is chrooted: none of the image's is) and the
+    # queue file name check (postsuper). A fresh, empty queue volume gets the full checks.
     local -a dirs
-    mapfile -t dirs < <(postconf -c "${RUN_DIR}" -h queue_directory command_directory daemon_directory)
+    mapfile -t dirs < <(postconf -c "${RUN_DIR}" -h queue_directory command_directory \
+        daemon_directory data_directory mail_owner)
+    own_data_directory "${dirs[3]}" "${dirs[4]}"
     local queue=${dirs[0]} sync=/usr/lib/postfix/configure-instance.sh
     [[ -d "${queue}/public" && -d "${queue}/private" && -d "${queue}/maildrop" ]] || return 0
     install -d -m 0755 "${queue}/pid"
-    if [[ -x "${sync}" ]]; then
+    if [[ -x "${sync}" ]] && postconf -c "${RUN_DIR}" -Fh '*/*/chroot' | grep -qx y; then
         MAIL_CONFIG="${RUN_DIR}" config_directory="${RUN_DIR}" queue_directory="${queue}" \
             command_directory="${dirs[1]}" daemon_directory="${dirs[2]}" "${sync}" >/dev/null ||
             return 0
@@ -387,11 +405,10 @@ prepare_quick_start() {
 }
 
 own_data_directory() {
-    # An empty folder mounted on /var/lib/postfix belongs to root; Postfix's daemons write there
-    # as the mail owner, and postfix-script only warns before the master gives up.
-    local -a values
-    mapfile -t values < <(postconf -c "${RUN_DIR}" -h data_directory mail_owner)
-    [[ "$(stat -c %U "${values[0]}")" == "${values[1]}" ]] || chown "${values[1]}:" "${values[0]}"
+    # $1: data_directory, $2: mail_owner. An empty folder mounted on /var/lib/postfix belongs
+    # to root; Postfix's daemons write there as the mail owner, and postfix-script only warns
+    # before the master gives up.
+    [[ "$(stat -c %U "$1")" == "$2" ]] || chown "$2:" "$1"
 }
 
 # --- reloads ---------------------------------------------------------------------------------
@@ -410,6 +427,7 @@ new_generation() {
     local generation
     generation="${RUN_DIR}.$(date +%s%N)"
     generate_config "${generation}"
+    record_sources "${generation}"
     printf '%s' "${generation}"
 }
 
@@ -475,7 +493,8 @@ start() {
     export MALLOC TLS_CERT_FILE TLS_KEY_FILE PRELOAD
     rm -rf "${RUN_DIR}" "${RUN_DIR}".*
     local generation gate_job="" gate_status=0
-    generation=$(new_generation)
+    generation="${RUN_DIR}.$(date +%s%N)"
+    generate_config "${generation}"
     # The gate runs while the rest gets ready (it costs a python3 start); nothing listens
     # before its verdict.
     if [[ "${LINT}" != off ]]; then
@@ -491,7 +510,6 @@ start() {
         local tries=0
         until [[ -S /dev/log ]] || ((++tries > 50)); do sleep 0.1; done
     fi
-    own_data_directory
     prepare_quick_start
     if [[ -n "${gate_job}" ]]; then
         wait "${gate_job}" || gate_status=$?
@@ -499,7 +517,15 @@ start() {
             die "${GATE_VERDICT}; fix it (see the lines above), or start anyway with LINT=warn"
         rm -f /run/pfbuild-gate.out
     fi
-    reload_loop &
+    if [[ -n "${KEYGEN_JOB}" ]]; then
+        wait "${KEYGEN_JOB}" || die "could not make the self-signed certificate in $(self_signed_dir)"
+    fi
+    # The reload loop compares the files with this record: made after the key is written,
+    # beside Postfix's start.
+    {
+        record_sources "${generation}"
+        reload_loop
+    } &
     say "starting postfix (MALLOC=${MALLOC}${PRELOAD:+, LD_PRELOAD=${PRELOAD}})"
     # The master becomes PID 1 (postfix-script execs it) and stops cleanly on SIGTERM.
     exec postfix -c "${RUN_DIR}" start-fg

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import docker.errors
 
+import docker
 from builder.bootstrap.keyring import ensure_keyring, unshare_readable
 from builder.core import run
 from builder.core.atomic import atomic_file, remove_path, write_text
 from builder.core.context import Context
 from builder.core.engine import docker_client
+from builder.core.lock import resource_lock
 from builder.model.distro import Distribution
 
 log = logging.getLogger("pfbuild")
@@ -93,20 +95,22 @@ def ensure_chroot_tarball(ctx: Context, dist: Distribution, *, now: float | None
     tarball = chroot_tarball_path(ctx, dist)
     record_path = tarball.with_suffix(".json")
     inputs = _inputs_key("chroot", dist, keyring, mmdebstrap_version())
-    record = _read_record(record_path)
-    if record and tarball.is_file() and record.is_fresh(inputs, ctx.max_age_days, now):
-        log.info("%s: chroot tarball reused (%s)", dist.name, tarball)
-        return tarball
-    log.info("%s: making chroot tarball with mmdebstrap", dist.name)
-    started = time.monotonic()
-    with atomic_file(tarball) as tmp:
-        cmd = mmdebstrap_cmdline(
-            dist, variant="buildd", keyring=unshare_readable(ctx, keyring), output=tmp
-        )
-        run.run(cmd, log_path=ctx.logs_dir / f"bootstrap-{dist.name}-chroot.log")
-        # sbuild runs as the unprivileged build user: it must be able to read the tarball.
-        tmp.chmod(0o644)
-    _write_record(record_path, EnvRecord(dist.name, "chroot", str(tarball), inputs, now))
+    # Builds of several recipes for one target need it at once: one makes it, the others wait.
+    with resource_lock(ctx.resource_lock(f"chroot-{dist.name}-{dist.arch}"), tarball.name):
+        record = _read_record(record_path)
+        if record and tarball.is_file() and record.is_fresh(inputs, ctx.max_age_days, now):
+            log.info("%s: chroot tarball reused (%s)", dist.name, tarball)
+            return tarball
+        log.info("%s: making chroot tarball with mmdebstrap", dist.name)
+        started = time.monotonic()
+        with atomic_file(tarball) as tmp:
+            cmd = mmdebstrap_cmdline(
+                dist, variant="buildd", keyring=unshare_readable(ctx, keyring), output=tmp
+            )
+            run.run(cmd, log_path=ctx.logs_dir / f"bootstrap-{dist.name}-chroot.log")
+            # sbuild runs as the unprivileged build user: it must be able to read the tarball.
+            tmp.chmod(0o644)
+        _write_record(record_path, EnvRecord(dist.name, "chroot", str(tarball), inputs, now))
     log.info("%s: chroot tarball ready in %.0f s", dist.name, time.monotonic() - started)
     return tarball
 
@@ -121,6 +125,15 @@ def ensure_base_image(ctx: Context, dist: Distribution, *, now: float | None = N
     now = time.time() if now is None else now
     client = docker_client(ctx)
     keyring = ensure_keyring(ctx, dist)
+    # Checks, images and cosign's tool image of one target need it at once (and it is made
+    # through one fixed tarball path): one makes it, the others wait.
+    with resource_lock(ctx.resource_lock(f"base-image-{dist.name}"), f"{dist.name} base image"):
+        return _ensure_base_image(ctx, client, dist, keyring, now)
+
+
+def _ensure_base_image(
+    ctx: Context, client: docker.DockerClient, dist: Distribution, keyring: Path, now: float
+) -> str:
     record_path = ctx.images_dir / f"base-{dist.name}.json"
     inputs = _inputs_key("image", dist, keyring, mmdebstrap_version())
     record = _read_record(record_path)

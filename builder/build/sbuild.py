@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -13,10 +14,11 @@ from pathlib import Path
 
 from debian import deb822
 
+from builder.build import ccache
 from builder.build.depschroot import DepsChroot, ensure_deps_chroot
 from builder.build.stagedir import give_to_build_user, is_readable_by, make_stage_dir
 from builder.core import run
-from builder.core.atomic import atomic_dir, link_or_copy, remove_path
+from builder.core.atomic import atomic_dir, is_alive, link_or_copy, remove_path
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import Distribution
@@ -24,6 +26,44 @@ from builder.model.distro import Distribution
 log = logging.getLogger("pfbuild")
 
 RESULT_SUFFIXES = (".deb", ".udeb", ".ddeb", ".changes", ".buildinfo")
+# One build path for every build (sbuild's default has a random part): the compiler cache
+# hits only when a source compiles in the same folder with the same -ffile-prefix-map.
+# Newer sbuild uses this very path by default.
+BUILD_PATH = "/build/reproducible-path"
+# Where sbuild unpacks the chroot tarball when memory has room: its default, /tmp, is on disk,
+# where unpacking a deps chroot costs 10 s and more of every build (measured: tar at 100 % CPU
+# for 11 s here), and the build tree is written there too.
+UNPACK_IN_MEMORY = Path("/dev/shm")  # noqa: S108 - sbuild makes its folder with mkdtemp
+UNPACK_PREFIX = "pfbuild-sbuild-"
+UNPACK_MIN_FREE = 6 << 30
+
+
+def remove_stale_unpacks(root: Path = UNPACK_IN_MEMORY) -> None:
+    """Remove chroots a killed build left in memory (named by the pfbuild process)."""
+    for path in root.glob(f"{UNPACK_PREFIX}*-*"):
+        pid = path.name.removeprefix(UNPACK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not is_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def unpack_template(root: Path = UNPACK_IN_MEMORY, min_free: int = UNPACK_MIN_FREE) -> str | None:
+    """sbuild's UNSHARE_TMPDIR_TEMPLATE: in memory when it has room, else sbuild's default."""
+    remove_stale_unpacks(root)
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return None
+    if stat.f_bavail * stat.f_frsize < min_free:
+        return None
+    return str(root / f"{UNPACK_PREFIX}{os.getpid()}-XXXXXXXXXX")
+
+
+def sbuild_config(ccache_lines: str, template: str | None) -> str:
+    """The sbuild configuration file (Perl) of one run: ccache's lines, where to unpack."""
+    text = "# Written by pfbuild for one sbuild run.\n" + ccache_lines
+    if template:
+        text += f"$unshare_tmpdir_template = {ccache.perl_string(template)};\n"
+    return text + "1;\n"
 
 
 def sbuild_cmdline(
@@ -43,6 +83,7 @@ def sbuild_cmdline(
         f"--dist={dist.name}",
         f"--arch={dist.arch}",
         f"--build-dir={build_dir}",
+        f"--build-path={BUILD_PATH}",
         "--arch-any",
         "--arch-all",
         "--no-source",
@@ -75,6 +116,7 @@ class BuildResult:
     key: str
     files: tuple[str, ...]
     reused: bool
+    ccache: ccache.CcacheStats | None = None
 
     @property
     def log_path(self) -> Path:
@@ -121,8 +163,14 @@ def build_package(
     *,
     jobs: int = 0,
     variant: SbuildVariant | None = None,
+    use_ccache: bool = True,
 ) -> BuildResult:
-    """Build `dsc` for `dist` into `out_dir`, or say it is already built from the same inputs."""
+    """Build `dsc` for `dist` into `out_dir`, or say it is already built from the same inputs.
+
+    The compiler cache is used unless `use_ccache` is false or a variant is built (a variant
+    is verify-reproducible's build B, which must not share anything with build A).
+    """
+    use_ccache = use_ccache and variant is None
     deps = ensure_deps_chroot(ctx, dist, recipe, dsc)
     key = build_key(dsc, deps)
     previous = _read_result(out_dir)
@@ -130,7 +178,8 @@ def build_package(
         log.info("%s: %s already built from the same inputs, nothing to do", dist.name, dsc.name)
         files = previous.get("files")
         names = tuple(str(f) for f in files) if isinstance(files, list) else ()
-        return BuildResult(dist.name, out_dir, key, names, True)
+        stats = ccache.recorded_stats(previous.get("ccache"))
+        return BuildResult(dist.name, out_dir, key, names, True, stats)
     label = f"{recipe}-{dist.name}" + (f"-{variant.name}" if variant else "")
     stage = make_stage_dir(ctx, label)
     try:
@@ -149,33 +198,49 @@ def build_package(
         started = time.monotonic()
         live_log = ctx.logs_dir / f"sbuild-{label}.log"
         extra_args = variant.args if variant else ()
+        env = dict(variant.env) if variant else {}
+        cache_dir = ccache.cache_dir(ctx, dist) if use_ccache else None
+        stats_name = f"stats-{label}-{os.getpid()}.log"
+        config = stage / "sbuild.conf"
+        cache_lines = ccache.sbuild_config(cache_dir, stats_name) if cache_dir else ""
+        config.write_text(sbuild_config(cache_lines, unpack_template()))
+        env["SBUILD_CONFIG"] = str(config)
         try:
             run.run(
                 sbuild_cmdline(
                     stage / dsc.name, dist, chroot, build_dir, jobs=jobs, extra_args=extra_args
                 ),
                 user=ctx.build_user,
-                env=dict(variant.env) if variant else None,
+                env=env or None,
                 cwd=stage,
                 log_path=live_log,
             )
         except PfbuildError as exc:
+            if cache_dir:
+                ccache.collect_stats(cache_dir, stats_name)
             raise PfbuildError(
                 f"sbuild failed for {dsc.name} on {dist.name}",
                 f"see the build log {live_log}",
                 "fix the package; the previous results in the workspace are untouched",
                 details=exc.details,
             ) from None
+        stats = ccache.collect_stats(cache_dir, stats_name) if cache_dir else None
         with atomic_dir(out_dir) as tmp:
             files = sorted(p.name for p in build_dir.iterdir() if p.suffix in RESULT_SUFFIXES)
             for name in files:
                 shutil.copy2(build_dir / name, tmp / name)
             shutil.copy2(live_log, tmp / "build.log")
-            result = {"key": key, "files": files, "target": dist.name, "deps": asdict(deps)}
+            result = {
+                "key": key,
+                "files": files,
+                "target": dist.name,
+                "deps": asdict(deps),
+                "ccache": asdict(stats) if stats else None,
+            }
             if variant:
                 result["variant"] = asdict(variant)
             (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         log.info("%s: built %d files in %.0f s", dist.name, len(files), time.monotonic() - started)
-        return BuildResult(dist.name, out_dir, key, tuple(files), False)
+        return BuildResult(dist.name, out_dir, key, tuple(files), False, stats)
     finally:
         remove_path(stage)

@@ -27,12 +27,18 @@ def jobs_per_build(jobs: int, parallel_targets: int) -> int:
 
 
 def build_target(
-    ctx: Context, recipe: str, version: str, dsc: Path, dist: Distribution, *, jobs: int = 0
+    ctx: Context,
+    recipe: str,
+    version: str,
+    dsc: Path,
+    dist: Distribution,
+    *,
+    jobs: int = 0,
+    use_ccache: bool = True,
 ) -> BuildResult:
     """Build `dsc` for `dist` into the workspace's build folder (reused when already built)."""
-    return build_package(
-        ctx, recipe, dsc, dist, ctx.build_dir(recipe, version, dist.name), jobs=jobs
-    )
+    out_dir = ctx.build_dir(recipe, version, dist.name)
+    return build_package(ctx, recipe, dsc, dist, out_dir, jobs=jobs, use_ccache=use_ccache)
 
 
 def build_targets(
@@ -44,12 +50,14 @@ def build_targets(
     *,
     jobs: int = 0,
     parallel: int = 1,
+    use_ccache: bool = True,
 ) -> list[BuildResult]:
     """Build every target, `parallel` side by side; a failed target does not cost the others."""
     jobs = jobs_per_build(jobs, min(parallel, len(targets)))
 
     def one(dist: Distribution) -> BuildResult:
-        return build_target(ctx, recipe, version, prepare_source(dist), dist, jobs=jobs)
+        dsc = prepare_source(dist)
+        return build_target(ctx, recipe, version, dsc, dist, jobs=jobs, use_ccache=use_ccache)
 
     results: list[BuildResult] = []
     failures: list[tuple[str, PfbuildError]] = []

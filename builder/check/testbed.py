@@ -35,6 +35,9 @@ log = logging.getLogger("pfbuild")
 
 TESTBED_REPO = "pfbuild-testbed"
 TESTBED_LABEL = "org.pfbuild.testbed"
+# Whose packages a testbed holds: checks of two recipes on one target run side by side, and
+# neither may remove the testbed the other is about to use.
+PACKAGES_LABEL = "org.pfbuild.testbed.packages"
 DEPS_DIR = "/var/lib/pfbuild-testbed/deps"
 DEBS_MOUNT = "/pfbuild/debs"
 # The relations that decide which other packages installing ours pulls in.
@@ -126,7 +129,8 @@ def ensure_testbed(
     folders = {d.parent for d in debs}
     if len(folders) > 1:  # pragma: no cover - callers pass one build's packages
         raise RuntimeError(f"packages from several folders: {sorted(folders)}")
-    log_path = ctx.logs_dir / f"testbed-{dist.name}-{purpose}.log"
+    owner = packages_owner(debs)
+    log_path = ctx.logs_dir / f"testbed-{dist.name}-{purpose}-{owner}.log"
     container = client.containers.run(
         base,
         ["sh", "-c", script],
@@ -143,13 +147,17 @@ def ensure_testbed(
                 f"see {log_path}; check the archive mirrors of {dist.name}",
             )
         repo, _, version = tag.partition(":")
-        container.commit(
-            repository=repo, tag=version, changes=[f"LABEL {TESTBED_LABEL}={dist.name}-{purpose}"]
-        )
+        labels = [f"LABEL {TESTBED_LABEL}={dist.name}-{purpose}", f"LABEL {PACKAGES_LABEL}={owner}"]
+        container.commit(repository=repo, tag=version, changes=labels)
     finally:
         container.remove(force=True, v=True)
-    _remove_older(client, dist, purpose, keep=tag)
+    _remove_older(client, dist, purpose, owner, keep=tag)
     return tag
+
+
+def packages_owner(debs: Sequence[Path]) -> str:
+    """The first package name of a testbed's packages: which recipe's testbed it is."""
+    return min((d.name.split("_", 1)[0] for d in debs), default="none")
 
 
 def run_in_testbed(
@@ -207,10 +215,14 @@ def _last_line(output: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def _remove_older(client: docker.DockerClient, dist: Distribution, purpose: str, keep: str) -> None:
-    """Testbeds for other inputs of the same target and purpose are out of date: remove them."""
+def _remove_older(
+    client: docker.DockerClient, dist: Distribution, purpose: str, owner: str, keep: str
+) -> None:
+    """Testbeds of the same packages, target and purpose for other inputs are out of date."""
     for image in client.images.list(filters={"label": f"{TESTBED_LABEL}={dist.name}-{purpose}"}):
-        if keep in image.tags:
+        # One made before the packages label may be in use by another recipe's check: it stays
+        # (`docker image prune -a` removes it once unused).
+        if keep in image.tags or image.labels.get(PACKAGES_LABEL) != owner:
             continue
         try:
             client.images.remove(str(image.id), force=True)

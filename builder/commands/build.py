@@ -7,6 +7,7 @@ from pathlib import Path
 
 from builder.build.stage import build_targets
 from builder.commands.common import (
+    add_ccache_argument,
     add_jobs_argument,
     add_recipe_arguments,
     add_target_argument,
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser)
     add_target_argument(parser)
     add_jobs_argument(parser)
+    add_ccache_argument(parser)
     parser.add_argument(
         "--parallel",
         type=positive_int,
@@ -48,8 +50,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         return prepare_source(ctx, recipe, args.version, dist)
 
     results = build_targets(
-        ctx, recipe.name, args.version, targets, source_for, jobs=args.jobs, parallel=args.parallel
-    )
+        ctx, recipe.name, args.version, targets, source_for,
+        jobs=args.jobs, parallel=args.parallel, use_ccache=args.ccache,
+    )  # fmt: skip
     for result in results:
         state = "unchanged" if result.reused else "built"
         artifact = export_build(ctx, recipe.name, args.version, result.target)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 from builder.core.context import Context
 from builder.model.distro import TARGETS, Distribution, get_target
@@ -44,6 +47,62 @@ def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="compiler jobs per build, passed to sbuild as --jobs=N (default 0: no --jobs; the "
         "package's rules decide, postfix's run make -j on every core)",
+    )
+
+
+def add_ccache_argument(parser: argparse.ArgumentParser) -> None:
+    """`--no-ccache`: build without the compiler cache."""
+    parser.add_argument(
+        "--no-ccache",
+        dest="ccache",
+        action="store_false",
+        help="build without the compiler cache (ccache, one per target in the workspace; "
+        "builds give the same .debs with and without it)",
+    )
+
+
+PARALLEL_ENV = "PFBUILD_PARALLEL"
+MEMORY_PER_ACTION = 4 << 30  # a build with its compilers, or a testbed container, at its peak
+MAX_DEFAULT_PARALLEL = 4
+
+
+def default_parallel(cores: int, available_memory: int | None) -> int:
+    """Actions side by side by default: one per core and per 4 GiB available, 4 at most."""
+    by_memory = cores if available_memory is None else available_memory // MEMORY_PER_ACTION
+    return max(1, min(cores, by_memory, MAX_DEFAULT_PARALLEL))
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The kernel's estimate of memory available without swapping, in bytes (None: unknown)."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "MemAvailable":
+                return int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def host_parallel(environ: Mapping[str, str] = os.environ) -> str:
+    """The --parallel default: PFBUILD_PARALLEL, else default_parallel for this host."""
+    configured = environ.get(PARALLEL_ENV, "").strip()
+    if configured:
+        return configured
+    # The cores this process may use: a container or taskset may allow fewer than the host has.
+    return str(default_parallel(len(os.sched_getaffinity(0)), available_memory()))
+
+
+def add_parallel_argument(parser: argparse.ArgumentParser) -> None:
+    """`--parallel N`: independent actions run side by side."""
+    parser.add_argument(
+        "--parallel",
+        type=positive_int,
+        # A string default goes through `type`: a bad PFBUILD_PARALLEL is a usage error.
+        default=host_parallel(),
+        metavar="N",
+        help="independent actions run side by side, at most N (env PFBUILD_PARALLEL; default "
+        "one per core and per 4 GiB of available memory, at most 4: %(default)s here)",
     )
 
 

@@ -6,14 +6,31 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from builder.commands.common import add_jobs_argument, add_target_argument, selected_targets
+from builder.commands.common import (
+    add_ccache_argument,
+    add_jobs_argument,
+    add_parallel_argument,
+    add_target_argument,
+    selected_targets,
+)
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.core.lock import workspace_lock
+from builder.core.run import interrupt_on_sigterm
 from builder.model.distro import TARGETS
-from builder.pipeline.actions import Progress, StateStore, execute, plan
+from builder.pipeline.actions import (
+    Action,
+    Outputs,
+    PlannedAction,
+    Progress,
+    StateStore,
+    execute,
+    plan,
+)
 from builder.pipeline.manifest import build_manifest, write_manifest
 from builder.pipeline.release import release_actions
 from builder.pipeline.request import ReleaseRequest
@@ -36,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-image", action="store_true", help="stop after publishing")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     add_jobs_argument(parser)
+    add_ccache_argument(parser)
+    add_parallel_argument(parser)
     parser.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     parser.add_argument(
         "--url", default=os.environ.get("PFBUILD_REPO_URL", "http://127.0.0.1:8080/"),
@@ -68,24 +87,33 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
         variants=variants,
         images=not args.no_image,
         jobs=args.jobs,
+        ccache=args.ccache,
         repo_url=check_repo_url(args.url),
         cosign_key=args.cosign_key,
     )
 
 
+@contextmanager
+def executed(
+    ctx: Context, actions: Sequence[Action], *, parallel: int, as_json: bool
+) -> Iterator[tuple[list[PlannedAction], dict[str, Outputs]]]:
+    """Plan and run `actions` under the release lock, held while the block uses the results."""
+    progress = Progress(sys.stdout if as_json else sys.stderr, as_json=as_json)
+    with interrupt_on_sigterm(), workspace_lock(ctx.release_lock, "release"):
+        state = StateStore(ctx.release_state_dir)
+        planned = plan(actions, state)
+        yield planned, execute(planned, state, progress, parallel=parallel)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     request = request_from_args(ctx, args)
     actions = release_actions(ctx, request)
-    state = StateStore(ctx.release_state_dir)
     if args.dry_run:
-        for item in plan(actions, state):
+        for item in plan(actions, StateStore(ctx.release_state_dir)):
             verdict = "reuse" if item.reuse else "run"
             print(f"{verdict:6}{item.action.name:<40} {item.reason}")
         return 0
-    progress = Progress(sys.stdout if args.json else sys.stderr, as_json=args.json)
-    with workspace_lock(ctx.release_lock, "release"):
-        planned = plan(actions, state)
-        outputs = execute(planned, state, progress)
+    with executed(ctx, actions, parallel=args.parallel, as_json=args.json) as (planned, outputs):
         manifest = build_manifest(request, outputs, {p.action.name: p.key for p in planned})
         path = ctx.manifest_path(request.recipe, request.version)
         write_manifest(path, manifest)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,16 @@ from builder.core.errors import PfbuildError
 log = logging.getLogger("pfbuild")
 
 
+def _thread_tag() -> str:
+    # Actions run side by side in threads of one process: two writing the same file (a shared
+    # keyring, the cache index) must not share a temporary path, or one renames the other's.
+    if threading.current_thread() is threading.main_thread():
+        return ""
+    return f".t{threading.get_native_id()}"
+
+
 def _temp_sibling(final: Path, kind: str) -> Path:
-    return final.with_name(f".{final.name}.{kind}-{os.getpid()}")
+    return final.with_name(f".{final.name}{_thread_tag()}.{kind}-{os.getpid()}")
 
 
 def remove_path(path: Path) -> None:
@@ -130,7 +139,8 @@ def write_errors(path: Path | None = None) -> Iterator[None]:
 
 # ---- temporary files a killed process leaves behind ----------------------------------------
 
-# `pid_temp_dir` names `<prefix>XXXXXXXX.pid<pid>`; `_temp_sibling` names `.<name>.tmp-<pid>`.
+# `pid_temp_dir` names `<prefix>XXXXXXXX.pid<pid>`; `_temp_sibling` names `.<name>.tmp-<pid>`
+# (both with `.t<thread>` before the suffix when a worker thread makes them).
 _OWNER_RES = (re.compile(r"\.pid([0-9]+)$"), re.compile(r"^\..+\.(?:tmp|old)-([0-9]+)$"))
 
 
@@ -157,8 +167,8 @@ def owner_pid(path: Path) -> int | None:
 
 
 def pid_path(parent: Path, name: str) -> Path:
-    """A path in `parent` named for this process, so a leftover of a kill can be told apart."""
-    return parent / f"{name}.pid{os.getpid()}"
+    """A path in `parent` named for this process (and thread), so a kill's leftover is known."""
+    return parent / f"{name}{_thread_tag()}.pid{os.getpid()}"
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -139,6 +140,11 @@ class Context:
         """Held by whatever writes builds and the release manifest."""
         return self.workspace / "release.lock"
 
+    def resource_lock(self, name: str) -> Path:
+        """The lock file of a resource that concurrent actions share (a chroot, a base image)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return self.workspace / "locks" / f"{safe}.lock"
+
     @property
     def release_state_dir(self) -> Path:
         """One record per finished release action."""
@@ -167,6 +173,16 @@ class Context:
     def dockerd_dir(self) -> Path:
         """The state of a dockerd that `doctor --fix` started."""
         return self.workspace / "dockerd"
+
+    def ccache_dir(self, target: str, arch: str) -> Path:
+        """The compiler cache of one target and architecture, shared by every recipe's builds."""
+        return self.cache_dir / "ccache" / f"{target}-{arch}"
+
+    def ccache_fallback_dir(self, target: str, arch: str) -> Path:
+        """Where the compiler cache lives when the build user cannot reach the workspace
+        (a CI clone under /root): beside the stage root, one folder per workspace."""
+        workspace_id = hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
+        return self.stage_root.parent / "pfbuild-ccache" / workspace_id / f"{target}-{arch}"
 
     def reproducible_dir(self, recipe: str, version: str, target: str) -> Path:
         """The second build of `verify-reproducible` and its comparison."""

@@ -1,4 +1,8 @@
-"""Exclusive workspace locks (release, publish): flock on a file that names its holder."""
+"""Exclusive locks by flock on a file that names its holder.
+
+The workspace locks (release, publish) refuse a second holder after a timeout; a shared
+resource's lock (a chroot tarball, a base image) waits for as long as it takes.
+"""
 
 from __future__ import annotations
 
@@ -62,3 +66,27 @@ def workspace_lock(
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock, also when we are killed
+
+
+@contextmanager
+def resource_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path`, waiting for its holder for as long as it takes.
+
+    For what concurrent actions share (a chroot tarball, a base image): the second one waits
+    while the first makes it, then finds it made. flock conflicts between two open file
+    descriptions, so threads of one process exclude each other as processes do.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text().strip() or "another process"
+            log.info("waiting for %s, locked by %s", what, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, holder_record().encode())
+        yield
+    finally:
+        os.close(fd)

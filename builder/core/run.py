@@ -6,8 +6,11 @@ import logging
 import os
 import pwd
 import shlex
+import signal
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,3 +238,61 @@ def spawn_daemon(cmd: Sequence[Arg], log_path: Path) -> int:
         except FileNotFoundError:
             raise PfbuildError(f"cannot run {argv[0]!r}", "it is not installed") from None
     return proc.pid
+
+
+# ---- stopping ---------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: str) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces and parentheses)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def child_processes() -> list[int]:
+    """This process's children, but not the daemons it started (leaders of their own session)."""
+    me = str(os.getpid())
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid, _pgrp, session = _stat_fields(entry.name)[:4]
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+        if ppid == me and session != entry.name and state != "Z":
+            children.append(int(entry.name))
+    return children
+
+
+def terminate_children() -> list[int]:
+    """Send SIGTERM to this process's running children (sbuild, mmdebstrap, ...); return them.
+
+    On a terminal, Ctrl-C reaches them already; a SIGTERM sent to pfbuild alone does not.
+    """
+    pids = child_processes()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    if pids:
+        log.info("sent SIGTERM to %s", ", ".join(map(str, pids)))
+    return pids
+
+
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts like Ctrl-C: the code stops cleanly, not mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

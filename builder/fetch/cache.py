@@ -27,6 +27,7 @@ from builder.core.atomic import (
 from builder.core.context import Context
 from builder.core.digest import sha256_file
 from builder.core.errors import PfbuildError
+from builder.core.lock import resource_lock
 from builder.core.schema import NON_EMPTY, SHA256, validate
 from builder.fetch.archive import VerifiedFile
 from builder.model.loader import recipe_origin
@@ -308,8 +309,7 @@ def store_files(
                     os.replace(f.path, final)
                 moved.append(final)
             stored.append(replace(f, path=final))
-        index = read_index(ctx, quiet=True)
-        index[_key(recipe, version, anchor)] = {
+        entry = {
             "anchor": dict(anchor),
             "files": [
                 {
@@ -322,8 +322,14 @@ def store_files(
                 for f in stored
             ],
         }
-        with write_errors(index_path(ctx)):
-            write_json(index_path(ctx), index)
+        # Fetches of several recipes run side by side: each adds its entry to the index as
+        # it is then, or one would write back an index without the other's.
+        lock = ctx.resource_lock("sources-index")
+        with write_errors(lock), resource_lock(lock, "the source cache index"):
+            index = read_index(ctx, quiet=True)
+            index[_key(recipe, version, anchor)] = entry
+            with write_errors(index_path(ctx)):
+                write_json(index_path(ctx), index)
     except BaseException:
         _forget(moved)
         raise

@@ -170,7 +170,7 @@ def image_packages(dist: Distribution) -> list[str]:
             "the image preloads libmimalloc-secure by default",
             f"add {dist.name} to the recipe's binary_packages",
         )
-    return ["postfix", *MAP_PACKAGES, *malloc, *RUNTIME_PACKAGES]
+    return ["postfix", *MAP_PACKAGES, *malloc, *RUNTIME_PACKAGES, *dist.image_includes]
 
 
 def apt_preferences(origin: str = ORIGIN, priority: int = PIN_PRIORITY) -> str:

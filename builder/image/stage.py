@@ -17,6 +17,7 @@ from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
+from builder.core.lock import resource_lock
 from builder.image.build import (
     BuiltImage,
     ImageConfig,
@@ -73,7 +74,13 @@ def build_variant_image(ctx: Context, config: ImageConfig, variant: str) -> Buil
     tags = image_tags(config.name, version, variant, config.registry)
     log.info("%s: building %s on %s", variant, tags[0], base)
     started = time.monotonic()
-    with build_context_dir(ctx) as context, serve_repo(tree) as url:
+    # One build at a time serves the repository on its fixed port: on another port the apt
+    # source in the build context differs, and the install layer is not reused.
+    with (
+        resource_lock(ctx.resource_lock("image-repo-server"), "the image build's repo server"),
+        build_context_dir(ctx) as context,
+        serve_repo(tree) as url,
+    ):
         assemble_context(context, tree, url, dist.name)
         image_id = docker_build(
             client,
@@ -123,7 +130,10 @@ def prove_variant(
     """
     client = docker_client(ctx)
     # The client needs OpenSSL >= 3.5: trixie's, on the same base the debian variant uses.
-    tls_client = ensure_tls_client_image(client, base_image_for(ctx, TRIXIE, base_images or {}))
+    base = base_image_for(ctx, TRIXIE, base_images or {})
+    # The proofs of two variants run side by side: one of them makes the client image.
+    with resource_lock(ctx.resource_lock("tls-client-image"), "the TLS client image"):
+        tls_client = ensure_tls_client_image(client, base)
     with pid_temp_dir(ctx.tmp_dir, "imagetest-") as tmp:
         proofs = [
             proof

@@ -111,7 +111,9 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
                 Action(f"build {rid} {name}", "build",
                        {"code": code_digest(sbuild, depschroot, stagedir, stage)},
                        (f"source {rid} {name}",),
-                       run=build_runner(ctx, recipe, version, dist, request.jobs), long=True)
+                       run=build_runner(ctx, recipe, version, dist, request.jobs,
+                                        use_ccache=request.ccache),
+                       long=True)
             )  # fmt: skip
             expected = sorted(recipe.expected_hardening[name][dist.arch])
             actions.append(

@@ -21,3 +21,5 @@ class ReleaseRequest:
     repo_url: str = "http://127.0.0.1:8080/"
     # The cosign private key that signs the images; None: the workspace's local pair.
     cosign_key: Path | None = None
+    # Builds use the compiler cache (same .debs, less time).
+    ccache: bool = True

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from builder.build.sbuild import dsc_files
@@ -71,15 +72,25 @@ def source_runner(
 
 
 def build_runner(
-    ctx: Context, recipe: Recipe, version: str, dist: Distribution, jobs: int
+    ctx: Context,
+    recipe: Recipe,
+    version: str,
+    dist: Distribution,
+    jobs: int,
+    *,
+    use_ccache: bool = True,
 ) -> Callable[[Mapping[str, Outputs]], Outputs]:
     def run_build(deps: Mapping[str, Outputs]) -> Outputs:
         (source,) = deps.values()
-        result = build_target(ctx, recipe.name, version, Path(source["dsc"]), dist, jobs=jobs)
+        dsc = Path(source["dsc"])
+        result = build_target(
+            ctx, recipe.name, version, dsc, dist, jobs=jobs, use_ccache=use_ccache
+        )
         return {
             "dir": str(result.out_dir),
             "files": [file_entry(result.out_dir / name) for name in result.files],
             "log": str(result.log_path),
+            "ccache": asdict(result.ccache) if result.ccache else None,
         }
 
     return run_build

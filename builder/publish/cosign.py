@@ -34,6 +34,7 @@ from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.engine import build_tool_image, docker_client, tool_dockerfile
 from builder.core.errors import CommandError, PfbuildError
+from builder.core.lock import resource_lock
 from builder.model.distro import TRIXIE
 
 log = logging.getLogger("pfbuild")
@@ -254,11 +255,12 @@ def ensure_cosign_image(ctx: Context, client: docker.DockerClient) -> str:
     """The cosign tool image, made once per trixie base image (apt checks what it installs)."""
     base = ensure_base_image(ctx, TRIXIE.with_archive(ctx.archive_override(TRIXIE.name)))
     tag = cosign_image_tag(str(client.images.get(base).id))
-    try:
-        image = client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        log.info("making the cosign tool image %s from %s", tag, base)
-        image = build_tool_image(client, tag, base, "cosign")
+    with resource_lock(ctx.resource_lock("cosign-image"), "the cosign tool image"):
+        try:
+            image = client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            log.info("making the cosign tool image %s from %s", tag, base)
+            image = build_tool_image(client, tag, base, "cosign")
     repo, _, name = COSIGN_IMAGE_LATEST.partition(":")
     image.tag(repo, name)
     return tag
@@ -359,9 +361,11 @@ def _local_key(ctx: Context, cosign: Cosign) -> CosignKey:
 
 def ensure_cosign_key(ctx: Context, cosign: Cosign, key_file: Path | None = None) -> CosignKey:
     """The configured cosign key file, else the workspace's local pair (made once)."""
-    if key_file is not None:
-        return _imported_key(ctx, cosign, key_file)
-    return _local_key(ctx, cosign)
+    # The image actions of two variants sign side by side: one pair, one public key file.
+    with resource_lock(ctx.resource_lock("cosign-key"), "the cosign key store"):
+        if key_file is not None:
+            return _imported_key(ctx, cosign, key_file)
+        return _local_key(ctx, cosign)
 
 
 # ---- signing and verifying --------------------------------------------------------------------

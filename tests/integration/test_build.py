@@ -43,6 +43,34 @@ def test_same_inputs_do_nothing_and_a_changelog_change_installs_nothing(
     assert "Only the changelog moved." in log
 
 
+def test_ccache_hits_after_a_changelog_change_and_changes_no_byte(
+    shared_ctx: Context, tmp_path: Path
+) -> None:
+    name = "pfbuild-ccache"
+    first = make_source_package(tmp_path / "a", name, version="5.0", distribution="trixie")
+    built = build_package(shared_ctx, name, first, TRIXIE, tmp_path / "first")
+    assert built.ccache is not None and built.ccache.compilations >= 1, built.ccache
+    cache = Path(built.ccache.dir)
+    assert any(p.is_file() for p in cache.rglob("*")), "ccache stored nothing"
+
+    changed = make_source_package(
+        tmp_path / "b", name, version="5.0", distribution="trixie",
+        changes=("Only the changelog moved.",),
+    )  # fmt: skip
+    cached = build_package(shared_ctx, name, changed, TRIXIE, tmp_path / "cached")
+    assert cached.ccache is not None and cached.ccache.hits >= 1, cached.ccache
+    # The compiler really ran through ccache in the chroot (sbuild's log names the mount).
+    assert "/var/cache/pfbuild-ccache" in (tmp_path / "cached" / "build.log").read_text()
+
+    plain = build_package(shared_ctx, name, changed, TRIXIE, tmp_path / "plain", use_ccache=False)
+    assert plain.ccache is None
+    debs = [n for n in cached.files if n.endswith((".deb", ".ddeb"))]
+    assert debs and sorted(debs) == sorted(n for n in plain.files if n.endswith((".deb", ".ddeb")))
+    for deb in debs:
+        a, b = tmp_path / "cached" / deb, tmp_path / "plain" / deb
+        assert a.read_bytes() == b.read_bytes(), f"{deb} differs with and without ccache"
+
+
 def _source(dsc: Path) -> Callable[[Distribution], Path]:
     return lambda _dist: dsc
 

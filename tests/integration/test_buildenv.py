@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from builder.bootstrap.buildenv import bootstrap, chroot_tarball_path, ensure_base_image
+from builder.build.depschroot import build_depends, ensure_deps_chroot
 from builder.build.sbuild import build_package
 from builder.core.context import Context
-from builder.model.distro import Distribution
+from builder.model.distro import TRIXIE, Distribution
 from tests.conftest import UBUNTU_KEYRING_DEB
 from tests.fixtures.packages import make_source_package
 
@@ -93,3 +94,44 @@ def test_resolute_bootstrap_from_a_private_workspace(tmp_path: Path) -> None:
     assert tarball.is_file() and tarball.is_relative_to(workspace)
     with tarfile.open(tarball) as tar:
         assert "./etc/os-release" in tar.getnames()
+
+
+def _satisfied_by_dpkg(tarball: Path, depends: str, where: Path) -> bool:
+    """dpkg-checkbuilddeps' verdict on `depends` against the chroot's own dpkg status."""
+    admin = where / "admin"
+    admin.mkdir()
+    with tarfile.open(tarball) as tar:
+        member = tar.extractfile("./var/lib/dpkg/status")
+        assert member is not None
+        (admin / "status").write_bytes(member.read())
+    control = where / "control"
+    control.write_text("Source: probe\n\nPackage: probe\nArchitecture: all\n")
+    done = subprocess.run(
+        ["dpkg-checkbuilddeps", f"--admindir={admin}", "-d", depends, str(control)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def test_a_deps_chroot_serves_a_recipe_whose_build_deps_it_has(
+    shared_ctx: Context, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_source_package(tmp_path / "a", version="6.0", distribution="trixie")
+    made = ensure_deps_chroot(shared_ctx, TRIXIE, "pfbuild-hello", first)
+    # Other build-deps, all of them in that chroot already (debhelper provides the compat).
+    other = tmp_path / "other_1.0.dsc"
+    wanted = "debhelper (>= 13), debhelper-compat (= 13), make"
+    other.write_text(
+        f"Format: 3.0 (native)\nSource: other\nVersion: 1.0\nBuild-Depends: {wanted}\n"
+    )
+    before = sorted(shared_ctx.chroots_dir.glob("*.tar"))
+    caplog.set_level(logging.INFO, logger="pfbuild")
+    shared = ensure_deps_chroot(shared_ctx, TRIXIE, "other", other)
+    assert sorted(shared_ctx.chroots_dir.glob("*.tar")) == before, "a new chroot was made"
+    assert "making build-deps chroot" not in caplog.text
+    assert _satisfied_by_dpkg(shared.path, build_depends(other, "amd64"), tmp_path)
+    # The smallest chroot that has them: nothing bigger than the one made for hello.
+    assert len(shared.resolved) <= len(made.resolved)
+    # And one it lacks is refused by the same oracle, so the check above could fail.
+    (tmp_path / "x").mkdir()
+    assert not _satisfied_by_dpkg(shared.path, "pfbuild-no-such-package", tmp_path / "x")

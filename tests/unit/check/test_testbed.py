@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from builder.check.testbed import DEPS_DIR, package_debs, prepare_script
+from builder.check.testbed import (
+    DEPS_DIR,
+    PACKAGES_LABEL,
+    TESTBED_LABEL,
+    _remove_older,
+    package_debs,
+    packages_owner,
+    prepare_script,
+)
+from builder.model.distro import TRIXIE
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +43,42 @@ def test_the_set_up_quotes_names_and_ends_offline() -> None:
     assert f"deb [trusted=yes] file:{DEPS_DIR} ./" in tail
     assert "http" not in tail
     assert script.rstrip().endswith("rm -f /usr/sbin/policy-rc.d")
+
+
+class FakeImage:
+    def __init__(self, image_id: str, tags: list[str], labels: dict[str, str]) -> None:
+        self.id = image_id
+        self.tags = tags
+        self.labels = labels
+
+
+class FakeImages:
+    def __init__(self, images: list[FakeImage]) -> None:
+        self.images = images
+        self.removed: list[str] = []
+
+    def list(self, filters: dict[str, str]) -> list[FakeImage]:
+        key, _, value = filters["label"].partition("=")
+        return [i for i in self.images if i.labels.get(key) == value]
+
+    def remove(self, image_id: str, force: bool) -> None:
+        self.removed.append(image_id)
+
+
+def test_a_new_testbed_replaces_only_its_own_packages_older_ones() -> None:
+    scope = {TESTBED_LABEL: "trixie-autopkgtest"}
+    images = FakeImages([
+        FakeImage("new", ["pfbuild-testbed:new"], {**scope, PACKAGES_LABEL: "postfix"}),
+        FakeImage("old", ["pfbuild-testbed:old"], {**scope, PACKAGES_LABEL: "postfix"}),
+        # Another recipe's, checked side by side on the same target: it may be in use.
+        FakeImage("other", ["pfbuild-testbed:x"], {**scope, PACKAGES_LABEL: "libmimalloc-secure"}),
+        FakeImage("unlabelled", ["pfbuild-testbed:u"], scope),
+    ])  # fmt: skip
+    engine: Any = SimpleNamespace(images=images)  # the engine's image list is all it uses
+    _remove_older(engine, TRIXIE, "autopkgtest", "postfix", keep="pfbuild-testbed:new")
+    assert images.removed == ["old"]
+
+
+def test_a_testbed_is_owned_by_its_first_package_name() -> None:
+    debs = [Path("postfix-ldap_1_amd64.deb"), Path("postfix_1_amd64.deb")]
+    assert packages_owner(debs) == "postfix"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from builder.core.atomic import atomic_dir, atomic_file
+from builder.core.atomic import atomic_dir, atomic_file, owner_pid, pid_path
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +39,27 @@ def test_dir_replace_swaps_content(tmp_path: Path) -> None:
             (tmp / name).write_text(name)
     assert [p.name for p in final.iterdir()] == ["two"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
+def test_threads_writing_one_file_never_share_a_temporary_path(tmp_path: Path) -> None:
+    final = tmp_path / "index.json"
+    temps: list[Path] = []
+    both = threading.Barrier(2, timeout=10)
+
+    def write(text: str) -> None:
+        with atomic_file(final) as tmp:
+            temps.append(tmp)
+            tmp.write_text(text)
+            both.wait()  # both temporary files exist at once
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(temps)) == 2
+    assert final.read_text() in ("one", "two")
+    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]
+    # A killed process's worker-thread leftovers are still known by their process.
+    assert {owner_pid(t) for t in temps} == {os.getpid()}
+    assert owner_pid(pid_path(tmp_path, "InRelease-sid")) == os.getpid()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from builder.core.errors import PfbuildError
-from builder.core.lock import workspace_lock
+from builder.core.lock import resource_lock, workspace_lock
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +73,28 @@ def test_a_second_holder_gets_the_lock_once_the_first_lets_go(
         assert released.is_set()
     thread.join()
     assert "waiting for the publish lock held by pid" in caplog.text
+
+
+def test_a_resource_lock_waits_for_its_holder_as_long_as_it_takes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = tmp_path / "locks" / "chroot-trixie-amd64.lock"
+    caplog.set_level("INFO", logger="pfbuild")
+    order: list[str] = []
+    holding = threading.Event()
+
+    def maker() -> None:
+        with resource_lock(lock, "trixie-amd64.tar"):
+            holding.set()
+            time.sleep(0.3)
+            order.append("made")
+
+    thread = threading.Thread(target=maker)
+    thread.start()
+    assert holding.wait(5)
+    # Another thread of the same process waits too: flock excludes open file descriptions.
+    with resource_lock(lock, "trixie-amd64.tar"):
+        order.append("used")
+    thread.join()
+    assert order == ["made", "used"]
+    assert f"waiting for trixie-amd64.tar, locked by pid {os.getpid()} on " in caplog.text

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,28 @@ def test_unknown_user_is_explained() -> None:
     with pytest.raises(PfbuildError) as exc:
         run.as_user_cmdline("no-such-user-pfbuild", ["true"])
     assert "doctor --fix" in exc.value.one_line()
+
+
+def test_an_interrupt_stops_children_but_not_daemons() -> None:
+    nap = python("import time; time.sleep(30)")
+    child = subprocess.Popen(nap)
+    # A daemon leads a session of its own (spawn_daemon starts it so): it outlives the run.
+    daemon = subprocess.Popen(nap, start_new_session=True)
+    try:
+        assert child.pid in run.child_processes()
+        assert daemon.pid not in run.child_processes()
+        assert child.pid in run.terminate_children()
+        assert child.wait(10) == -signal.SIGTERM
+        assert daemon.poll() is None
+    finally:
+        for proc in (child, daemon):
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_interrupts_like_ctrl_c_only_within_the_block() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), run.interrupt_on_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -135,6 +135,9 @@ def test_build_args() -> None:
         "PACKAGES": "postfix openssl",
         "REPO_STATE": "ab",
     }
+    packages = image.build_args("b", image.image_packages(RESOLUTE), "ab")["PACKAGES"].split()
+    assert {"coreutils-from-gnu", "coreutils-from-uutils-", "rust-coreutils-"} <= set(packages)
+    assert not any(p.endswith("-") for p in image.image_packages(TRIXIE))
 
 
 @pytest.mark.parametrize("gz", [False, True])
