@@ -46,7 +46,15 @@ def remove_stale_unpacks(root: Path = UNPACK_IN_MEMORY) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def unpack_template(root: Path = UNPACK_IN_MEMORY, min_free: int = UNPACK_MIN_FREE) -> str | None:
+def unpack_prefix(label: str) -> str:
+    """The name every in-memory chroot of one build starts with: our pid, then the build."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return f"{UNPACK_PREFIX}{os.getpid()}-{safe}-"
+
+
+def unpack_template(
+    label: str, root: Path = UNPACK_IN_MEMORY, min_free: int = UNPACK_MIN_FREE
+) -> str | None:
     """sbuild's UNSHARE_TMPDIR_TEMPLATE: in memory when it has room, else sbuild's default."""
     remove_stale_unpacks(root)
     try:
@@ -55,12 +63,26 @@ def unpack_template(root: Path = UNPACK_IN_MEMORY, min_free: int = UNPACK_MIN_FR
         return None
     if stat.f_bavail * stat.f_frsize < min_free:
         return None
-    return str(root / f"{UNPACK_PREFIX}{os.getpid()}-XXXXXXXXXX")
+    return str(root / f"{unpack_prefix(label)}XXXXXXXXXX")
 
 
-def sbuild_config(ccache_lines: str, template: str | None) -> str:
-    """The sbuild configuration file (Perl) of one run: ccache's lines, where to unpack."""
-    text = "# Written by pfbuild for one sbuild run.\n" + ccache_lines
+def remove_unpacks_of(label: str, root: Path = UNPACK_IN_MEMORY) -> None:
+    """Remove what a failed sbuild run of this build left in memory (sbuild leaves its chroot
+    when it could not set the session up)."""
+    for path in root.glob(f"{unpack_prefix(label)}*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def is_session_failure(log_text: str) -> bool:
+    """Whether sbuild failed before building: it could not set up the chroot session."""
+    return "\nFail-Stage: create-session\n" in log_text
+
+
+def sbuild_config(lines: str, template: str | None) -> str:
+    """The sbuild configuration file (Perl) of one run: `lines` (a variant's own configuration,
+    ccache's), then where to unpack. sbuild reads one SBUILD_CONFIG file, as text in the scope
+    of its settings, so a variant's file is copied in, not included with `do`."""
+    text = "# Written by pfbuild for one sbuild run.\n" + lines
     if template:
         text += f"$unshare_tmpdir_template = {ccache.perl_string(template)};\n"
     return text + "1;\n"
@@ -202,20 +224,28 @@ def build_package(
         cache_dir = ccache.cache_dir(ctx, dist) if use_ccache else None
         stats_name = f"stats-{label}-{os.getpid()}.log"
         config = stage / "sbuild.conf"
-        cache_lines = ccache.sbuild_config(cache_dir, stats_name) if cache_dir else ""
-        config.write_text(sbuild_config(cache_lines, unpack_template()))
+        lines = Path(env["SBUILD_CONFIG"]).read_text() if "SBUILD_CONFIG" in env else ""
+        if cache_dir:
+            lines += ccache.sbuild_config(cache_dir, stats_name)
+        config.write_text(sbuild_config(lines, unpack_template(label)))
         env["SBUILD_CONFIG"] = str(config)
+        cmd = sbuild_cmdline(
+            stage / dsc.name, dist, chroot, build_dir, jobs=jobs, extra_args=extra_args
+        )
         try:
-            run.run(
-                sbuild_cmdline(
-                    stage / dsc.name, dist, chroot, build_dir, jobs=jobs, extra_args=extra_args
-                ),
-                user=ctx.build_user,
-                env=env or None,
-                cwd=stage,
-                log_path=live_log,
-            )
+            try:
+                run.run(cmd, user=ctx.build_user, env=env or None, cwd=stage, log_path=live_log)
+            except PfbuildError:
+                # Seen once, in CI with an action beside the build: the tar that unpacks the
+                # chroot ended early (sbuild: "Received PIPE signal"), before any build step.
+                # Nothing was built, so the run is tried once more.
+                if not is_session_failure(live_log.read_text(errors="replace")):
+                    raise
+                log.warning("%s: sbuild could not set up the chroot; trying once more", dist.name)
+                remove_unpacks_of(label)
+                run.run(cmd, user=ctx.build_user, env=env or None, cwd=stage, log_path=live_log)
         except PfbuildError as exc:
+            remove_unpacks_of(label)
             if cache_dir:
                 ccache.collect_stats(cache_dir, stats_name)
             raise PfbuildError(

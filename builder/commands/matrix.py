@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
@@ -13,6 +14,8 @@ from builder.model.loader import load_recipe
 NAME = "matrix"
 HELP = "print the GitHub Actions build matrix of a release: one job per recipe and target"
 DEFAULT_RECIPE = "postfix"
+
+log = logging.getLogger("pfbuild")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +29,12 @@ def release_matrix(recipe_name: str, version: str | None) -> dict[str, list[dict
     main = load_recipe(recipe_name)
     if version is None:
         version = max(main.packaging, key=lambda v: tuple(int(p) for p in v.split(".")))
-    main.validate_version(version)
     jobs: list[dict[str, str]] = []
     for name, release in [(main.name, version), *main.companions]:
         recipe = load_recipe(name)
-        recipe.validate_version(release)
+        # Refuses what cannot be built; the notes go to stderr, the matrix alone to stdout.
+        for note in recipe.release_notes(release):
+            log.warning("%s", note)
         # The order of TARGETS, not the recipe's: stable job names across recipes.
         for target in TARGETS:
             if target in recipe.binary_packages:

@@ -217,24 +217,49 @@ class Recipe:
             )
 
     def packaging_for(self, version: str) -> ArchiveSource:
-        """The base Debian packaging pinned for `version` (the newest pin not above it)."""
+        """The base Debian packaging for `version`: its own pin, else the newest pin below it,
+        else (a point release older than every pin) the oldest pin."""
         self.validate_version(version)
         if version in self.packaging:
             return self.packaging[version]
         if self.upstream is None:
             raise PfbuildError(
                 f"{self.name} has no pinned Debian source package for {version}",
-                f"pinned: {', '.join(sorted(self.packaging)) or 'none'}",
+                f"pinned: {', '.join(sorted(self.packaging)) or 'none'}; without an upstream "
+                "tarball of its own, this recipe builds exactly what is pinned",
                 f"add a packaging entry for {version} to the recipe",
             )
         older = [v for v in self.packaging if _vkey(v) <= _vkey(version)]
-        if not older:
-            raise PfbuildError(
-                f"{self.name} has no base packaging for {version}",
-                f"pinned: {', '.join(sorted(self.packaging))}",
-                "add a packaging entry to the recipe",
+        if older:
+            return self.packaging[max(older, key=_vkey)]
+        return self.packaging[min(self.packaging, key=_vkey)]
+
+    def newest_pinned(self) -> str:
+        """The newest release of the series this recipe pins packaging for."""
+        return max(self.packaging, key=_vkey)
+
+    def release_notes(self, version: str) -> tuple[str, ...]:
+        """What a user should be told about building `version` (empty: nothing).
+
+        Refuses what cannot be built at all (see packaging_for), so that every command that
+        plans can call it before anything runs.
+        """
+        packaging = self.packaging_for(version)
+        notes: list[str] = []
+        if self.upstream is not None and _vkey(packaging.upstream_version) > _vkey(version):
+            notes.append(
+                f"{self.name} {version}: no pinned Debian packaging at or below it; using "
+                f"{packaging.package} {packaging.version}'s, the nearest (dpkg-source decides "
+                "whether its patches apply)"
             )
-        return self.packaging[max(older, key=_vkey)]
+        newest = self.newest_pinned()
+        if _vkey(newest) > _vkey(version):
+            notes.append(
+                f"{self.name} {version} is older than {newest}, the newest {self.series} "
+                "release this recipe knows: later point releases carry fixes, security fixes "
+                "among them"
+            )
+        return tuple(notes)
 
 
 def _vkey(version: str) -> tuple[int, ...]:

@@ -66,6 +66,8 @@ def build_manifest(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tools": tool_versions(),
         "recipes": recipe_origins(request.recipe),
+        # Borrowed packaging, a newer point release: what the release's user should know.
+        "notes": list(load_recipe(request.recipe).release_notes(request.version)),
         "actions": actions,
         "artifacts": sorted(unique.values(), key=lambda e: e["path"]),
     }

@@ -75,11 +75,14 @@ def dist_digest(dist: Distribution) -> str:
 def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     """The release graph, in execution order (a pure function of recipes and the request)."""
     main = load_recipe(request.recipe)
-    main.validate_version(request.version)
+    # What cannot be built is refused here, before a plan exists (dry runs included).
+    for note in main.release_notes(request.version):
+        log.warning("%s", note)
     recipes: list[tuple[Recipe, str]] = [(main, request.version)]
     for name, version in main.companions:
         companion = load_recipe(name)
-        companion.validate_version(version)
+        for note in companion.release_notes(version):
+            log.warning("%s", note)
         recipes.append((companion, version))
     dists = {d.name: d for d in request.targets}
     actions: list[Action] = []

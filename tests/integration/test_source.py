@@ -19,7 +19,7 @@ from builder.model.distro import TARGETS, Distribution
 from builder.model.loader import load_recipe
 from builder.model.recipe import Recipe
 from builder.source.package import prepare_source, render_source
-from tests.fixtures.sources import ORIG, file_mirror, offline_postfix
+from tests.fixtures.sources import ORIG, file_mirror, make_test_key, offline_postfix
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +152,40 @@ def test_mimalloc_secure_source(src_ctx: Context, tmp_path: Path) -> None:
     assert "Source: mimalloc-secure\n" in control
     assert "Package: libmimalloc-secure\n" in control
     assert "libmimalloc-secure.so" in (out / "debian/libmimalloc-secure.install").read_text()
+
+
+def _relabelled(orig: Path, version: str, where: Path) -> Path:
+    """`orig`'s files under postfix-`version`/: an upstream tarball of another point release."""
+    where.mkdir(parents=True, exist_ok=True)
+    out = where / f"postfix_{version}.orig.tar.gz"
+    with tarfile.open(orig) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src.getmembers():
+            _top, sep, rest = member.name.partition("/")
+            member.name = f"postfix-{version}{sep}{rest}"
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return out
+
+
+def test_an_older_point_release_is_built_on_the_nearest_packaging(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 3.11.3 is older than every pinned packaging: no network, a throwaway upstream key.
+    key = make_test_key(tmp_path / "key")
+    tarball = _relabelled(ORIG, "3.11.3", tmp_path / "mirror")
+    key.sign(tarball, tarball.with_name(f"{tarball.name}.asc"))
+    older = offline_postfix(
+        (file_mirror(tarball.parent),), key=key.public, fingerprint=key.fingerprint
+    )
+    assert [n.split(":")[0] for n in older.release_notes("3.11.3")] == [
+        "postfix 3.11.3",
+        "postfix 3.11.3 is older than 3.11.6, the newest 3.11 release this recipe knows",
+    ]
+    ctx = Context(workspace=prepare_workspace(tmp_path / "ws"))
+    dsc = prepare_source(ctx, older, "3.11.3", TARGETS["trixie"])
+    # Revision 0: Debian never packaged 3.11.3 with this packaging (as for a newer upstream).
+    assert dsc.name == "postfix_3.11.3-0+pf1~trixie.dsc"
+    # dpkg-source, not ours, says the borrowed packaging's patches apply to 3.11.3.
+    run.run(["dpkg-source", "-x", dsc, tmp_path / "x"], cwd=tmp_path)
+    changelog = (tmp_path / "x" / "debian" / "changelog").read_text().splitlines()[0]
+    assert changelog.startswith("postfix (3.11.3-0+pf1~trixie) trixie;"), changelog
+    assert (tmp_path / "x" / "debian" / "patches" / "series").is_file()

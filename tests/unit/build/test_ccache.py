@@ -12,7 +12,9 @@ import pytest
 from builder.build import ccache
 from builder.build.sbuild import (
     BUILD_PATH,
+    is_session_failure,
     remove_stale_unpacks,
+    remove_unpacks_of,
     sbuild_cmdline,
     sbuild_config,
     unpack_template,
@@ -99,11 +101,17 @@ def test_every_build_uses_the_same_build_path(tmp_path: Path) -> None:
 
 
 def test_chroots_unpack_in_memory_only_with_room_and_stale_ones_go(tmp_path: Path) -> None:
-    template = unpack_template(tmp_path, min_free=0)
-    assert template is not None and template.startswith(str(tmp_path / "pfbuild-sbuild-"))
-    assert template.endswith("-XXXXXXXXXX")
-    assert unpack_template(tmp_path, min_free=1 << 62) is None
-    assert unpack_template(tmp_path / "absent", min_free=0) is None
+    template = unpack_template("postfix-trixie", tmp_path, min_free=0)
+    assert template == str(tmp_path / f"pfbuild-sbuild-{os.getpid()}-postfix-trixie-XXXXXXXXXX")
+    assert unpack_template("x", tmp_path, min_free=1 << 62) is None
+    assert unpack_template("x", tmp_path / "absent", min_free=0) is None
+    # A failed run's leftover goes; another build's stays.
+    (tmp_path / f"pfbuild-sbuild-{os.getpid()}-postfix-trixie-abcdefghij").mkdir()
+    (tmp_path / f"pfbuild-sbuild-{os.getpid()}-mimalloc-trixie-abcdefghij").mkdir()
+    remove_unpacks_of("postfix-trixie", tmp_path)
+    assert [p.name.split("-")[3] for p in tmp_path.iterdir()] == ["mimalloc"]
+    assert is_session_failure("x\nFail-Stage: create-session\ny")
+    assert not is_session_failure("x\nFail-Stage: build\ny")
     # A dead process's chroot goes; a live one's (ours) stays.
     dead = tmp_path / "pfbuild-sbuild-999999999-abcdefghij"
     (dead / "etc").mkdir(parents=True)
@@ -111,3 +119,23 @@ def test_chroots_unpack_in_memory_only_with_room_and_stale_ones_go(tmp_path: Pat
     live.mkdir()
     remove_stale_unpacks(tmp_path)
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.skipif(shutil.which("perl") is None, reason="perl is not installed")
+def test_a_variants_own_configuration_is_kept(tmp_path: Path) -> None:
+    # verify-reproducible's build B brings its SBUILD_CONFIG (build user, a mounted wrapper).
+    theirs = (
+        "$build_user = 'pfbuild-b';\n"
+        "$unshare_bind_mounts = [ { directory => '/w', mountpoint => '/m' } ];\n1;\n"
+    )
+    config = tmp_path / "sbuild.conf"
+    config.write_text(sbuild_config(theirs, "/dev/shm/pfbuild-sbuild-1-XXXXXXXXXX"))
+    dump = (
+        "do $ARGV[0] or die $@ || $!;"
+        "print join(qq(\\n), $build_user, $unshare_bind_mounts->[0]{mountpoint},"
+        " $unshare_tmpdir_template), qq(\\n);"
+    )
+    out = subprocess.run(
+        ["perl", "-e", dump, str(config)], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert out == ["pfbuild-b", "/m", "/dev/shm/pfbuild-sbuild-1-XXXXXXXXXX"]

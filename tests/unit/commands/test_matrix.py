@@ -44,3 +44,12 @@ def test_matrix_refuses_a_version_outside_the_series(
 ) -> None:
     assert cli.main(["--workspace", str(tmp_path), "matrix", "3.12.0"]) == 3
     assert "outside the postfix 3.11 series" in capsys.readouterr().err
+
+
+def test_matrix_of_an_older_point_release_warns_on_stderr_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--workspace", str(tmp_path), "matrix", "3.11.3", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["include"][0]["version"] == "3.11.3"
+    assert "older than 3.11.6" in captured.err

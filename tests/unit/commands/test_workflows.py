@@ -72,6 +72,17 @@ def test_rebuild_job_chain() -> None:
     assert "if: env.REGISTRY != '' && env.REGISTRY_TOKEN != ''" in text
 
 
+def test_a_scheduled_publish_without_the_signing_secret_stops() -> None:
+    publish = _jobs((WORKFLOWS / "rebuild.yml").read_text())["publish"]
+    require = publish.index("- name: Require the signing key")
+    assert "if: env.SIGNING_KEY == '' && !inputs.throwaway_key" in publish[require:]
+    assert publish.index("exit 1", require) < publish.index("pfbuild publish")
+    # The imported key must be the pinned one when the fingerprint variable is set.
+    assert "PINNED_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in publish
+    assert "PFBUILD_SIGNING_KEY=$PINNED_KEY" in publish
+    assert "PFBUILD_SIGNING_KEY," in publish.split("pfbuild publish")[0].rsplit("sudo", 1)[1]
+
+
 def test_every_job_that_runs_sbuild_or_mmdebstrap_lifts_the_userns_restriction() -> None:
     for name, job in _jobs((WORKFLOWS / "rebuild.yml").read_text()).items():
         builds = "pfbuild\n" in job and re.search(r"^\s+(build|image) ", job, re.MULTILINE)

@@ -99,8 +99,21 @@ def test_packaging_pin_for_version() -> None:
     assert recipe.packaging_for("3.11.6").version == "3.11.6-1"
     # A newer upstream of the series reuses the newest packaging not above it.
     assert recipe.packaging_for("3.11.9").version == "3.11.6-1"
-    with pytest.raises(PfbuildError, match="no base packaging"):
-        recipe.packaging_for("3.11.2")
+    # An older point release borrows the nearest pin, and says so.
+    assert recipe.packaging_for("3.11.3").version == "3.11.6-1"
+
+
+def test_release_notes_say_what_is_borrowed_and_what_is_newer() -> None:
+    recipe = load_recipe("postfix")
+    assert recipe.release_notes("3.11.6") == ()
+    assert recipe.release_notes("3.11.9") == ()
+    borrowed, older = recipe.release_notes("3.11.3")
+    assert "no pinned Debian packaging at or below it" in borrowed and "3.11.6-1" in borrowed
+    assert "older than 3.11.6" in older and "security" in older
+    # A recipe without an upstream of its own builds only what it pins, refused at once.
+    companion = load_recipe("mimalloc-secure")
+    with pytest.raises(PfbuildError, match="no pinned Debian source package"):
+        companion.release_notes("2.0.8")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -65,6 +66,16 @@ def test_bad_version_is_refused_before_planning(ctx: Context) -> None:
         release_actions(ctx, request(version="3.12.0"))
 
 
+def test_an_older_point_release_is_planned_with_its_notes(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pfbuild")
+    names = [a.name for a in release_actions(ctx, request(version="3.11.3"))]
+    assert "build postfix 3.11.3 trixie" in names
+    assert "using postfix 3.11.6-1's, the nearest" in caplog.text
+    assert "older than 3.11.6" in caplog.text
+
+
 def test_plan_of_a_fresh_workspace_runs_everything(ctx: Context, tmp_path: Path) -> None:
     planned = plan(release_actions(ctx, request()), StateStore(tmp_path / "state"))
     assert all(not p.reuse for p in planned)
@@ -79,6 +90,9 @@ def test_manifest_lists_artifacts_and_verify_catches_changes(tmp_path: Path) -> 
     manifest = build_manifest(request(), outputs, {"build postfix 3.11.6 trixie": "k1"})
     assert manifest["artifacts"] == [entry]
     assert manifest["actions"]["build postfix 3.11.6 trixie"]["key"] == "k1"
+    assert manifest["notes"] == []
+    older = build_manifest(request(version="3.11.3"), outputs, {})
+    assert any("older than 3.11.6" in note for note in older["notes"])
     path = tmp_path / "m.json"
     write_manifest(path, manifest)
     assert json.loads(path.read_text())["version"] == "3.11.6"
