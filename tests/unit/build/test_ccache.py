@@ -62,6 +62,13 @@ def test_recorded_stats_tolerate_foreign_records() -> None:
     assert stats is not None and stats.misses == 2
 
 
+def perl_values(config: Path, *expressions: str) -> list[str]:
+    """What Perl finds in the configuration file: one line per expression."""
+    dump = f"do $ARGV[0] or die $@ || $!; print join(qq(\\n), {', '.join(expressions)}), qq(\\n);"
+    done = subprocess.run(["perl", "-e", dump, str(config)], check=True, capture_output=True)
+    return done.stdout.decode().splitlines()
+
+
 @pytest.mark.skipif(shutil.which("perl") is None, reason="perl is not installed")
 def test_sbuild_config_is_valid_perl_with_the_mount_and_environment(tmp_path: Path) -> None:
     # A quote in the folder name must not end the Perl string.
@@ -69,15 +76,15 @@ def test_sbuild_config_is_valid_perl_with_the_mount_and_environment(tmp_path: Pa
     config = tmp_path / "sbuild.conf"
     template = "/dev/shm/pfbuild-sbuild-1-XXXXXXXXXX"
     config.write_text(sbuild_config(ccache.sbuild_config(odd, "stats-demo.log"), template))
-    dump = (
-        "do $ARGV[0] or die $@ || $!; my $m = $unshare_bind_mounts->[0];"
-        "my $e = $build_environment;"
-        "print join(qq(\\n), $m->{directory}, $m->{mountpoint}, $e->{CCACHE_DIR},"
-        " $e->{CCACHE_STATSLOG}, $path, $unshare_tmpdir_template), qq(\\n);"
+    out = perl_values(
+        config,
+        "$unshare_bind_mounts->[0]{directory}",
+        "$unshare_bind_mounts->[0]{mountpoint}",
+        "$build_environment->{CCACHE_DIR}",
+        "$build_environment->{CCACHE_STATSLOG}",
+        "$path",
+        "$unshare_tmpdir_template",
     )
-    out = subprocess.run(
-        ["perl", "-e", dump, str(config)], check=True, capture_output=True, text=True
-    ).stdout.splitlines()
     assert out == [
         str(odd),
         ccache.MOUNT,
@@ -130,12 +137,7 @@ def test_a_variants_own_configuration_is_kept(tmp_path: Path) -> None:
     )
     config = tmp_path / "sbuild.conf"
     config.write_text(sbuild_config(theirs, "/dev/shm/pfbuild-sbuild-1-XXXXXXXXXX"))
-    dump = (
-        "do $ARGV[0] or die $@ || $!;"
-        "print join(qq(\\n), $build_user, $unshare_bind_mounts->[0]{mountpoint},"
-        " $unshare_tmpdir_template), qq(\\n);"
+    out = perl_values(
+        config, "$build_user", "$unshare_bind_mounts->[0]{mountpoint}", "$unshare_tmpdir_template"
     )
-    out = subprocess.run(
-        ["perl", "-e", dump, str(config)], check=True, capture_output=True, text=True
-    ).stdout.splitlines()
     assert out == ["pfbuild-b", "/m", "/dev/shm/pfbuild-sbuild-1-XXXXXXXXXX"]
