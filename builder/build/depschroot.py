@@ -223,8 +223,16 @@ def _satisfying_chroot(
         tarball = record_path.with_suffix(".tar")
         if tarball.is_file():
             found.append((len(resolved), DepsChroot(tarball, record["key"], tuple(resolved))))
-    # The smallest: the fewest packages the build did not ask for.
-    return min(found, key=lambda f: f[0])[1] if found else None
+    # The smallest first: the fewest packages the build did not ask for. The record only
+    # narrows the search; the chosen tarball's own dpkg status must say the same.
+    for _, chroot in sorted(found, key=lambda f: (f[0], f[1].path.name)):
+        try:
+            resolved, provides = _installed_packages(chroot.path)
+        except (OSError, tarfile.TarError):
+            continue
+        if satisfies(resolved, provides, depends):
+            return DepsChroot(chroot.path, chroot.key, resolved)
+    return None
 
 
 def ensure_deps_chroot(

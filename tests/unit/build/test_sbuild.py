@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,28 @@ def test_installed_packages_and_provides_come_from_the_dpkg_status(tmp_path: Pat
     resolved, provides = depschroot._installed_packages(tarball)
     assert resolved == ("cmake=3.31.6-2", "debhelper=13.24.2")
     assert provides == ("debhelper-compat=13", "dh-sequence-foo")
+
+
+def _chroot(ctx: Context, deps_id: str, status: bytes, record: dict[str, Any]) -> Path:
+    tarball = ctx.chroots_dir / f"trixie-amd64-deps-{deps_id}.tar"
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo("./var/lib/dpkg/status")
+        info.size = len(status)
+        tar.addfile(info, io.BytesIO(status))
+    tarball.with_suffix(".json").write_text(json.dumps({"key": deps_id, **record}))
+    return tarball
+
+
+def test_a_shared_deps_chroot_is_chosen_by_its_own_status_not_its_record(tmp_path: Path) -> None:
+    ctx = Context(workspace=tmp_path / "ws")
+    cmake = b"Package: cmake\nStatus: install ok installed\nVersion: 3.31.6-2\n"
+    claims = {"base": "b", "resolved": ["cmake=3.31.6-2"], "provides": []}
+    # The record says cmake is there; the tarball says nothing is installed: not chosen.
+    _chroot(ctx, "aaaa", b"", claims)
+    assert depschroot._satisfying_chroot(ctx, TRIXIE, "b", "cmake") is None
+    honest = _chroot(ctx, "bbbb", cmake, claims)
+    chosen = depschroot._satisfying_chroot(ctx, TRIXIE, "b", "cmake (>= 3.18)")
+    assert chosen is not None and chosen.path == honest
+    # Another base: never chosen.
+    assert depschroot._satisfying_chroot(ctx, TRIXIE, "other", "cmake") is None
