@@ -15,8 +15,10 @@ from builder.commands.common import (
     selected_targets,
 )
 from builder.core.context import Context
+from builder.core.errors import PfbuildError
 from builder.model.distro import Distribution
 from builder.model.loader import load_recipe
+from builder.pipeline.revisions import with_rebuild
 from builder.publish.artifact import export_build
 from builder.source.package import prepare_source
 
@@ -33,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_jobs_argument(parser)
     add_ccache_argument(parser)
     parser.add_argument(
+        "--rebuild",
+        type=positive_int,
+        metavar="N",
+        help="the rebuild counter (+pfN) the live repository asks for (`pfbuild matrix --base`); "
+        "default: the recipe's",
+    )
+    parser.add_argument(
         "--parallel",
         type=positive_int,
         default=1,
@@ -44,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     recipe.validate_version(args.version)
+    if args.rebuild is not None:
+        if args.rebuild < recipe.rebuild:
+            raise PfbuildError(
+                f"--rebuild {args.rebuild} is below {recipe.name}'s own counter {recipe.rebuild}",
+                "the version would sort below builds already made",
+                f"pass --rebuild {recipe.rebuild} or more",
+            )
+        recipe = with_rebuild(recipe, args.rebuild)
     targets = selected_targets(ctx, args)
 
     def source_for(dist: Distribution) -> Path:

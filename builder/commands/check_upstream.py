@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from builder.commands.common import add_listing_arguments
 from builder.commands.exits import Exit
 from builder.core.context import Context
-from builder.core.download import DEFAULT_TIMEOUT
 from builder.core.errors import PfbuildError
 from builder.model.loader import load_recipe
 from builder.pipeline.updates import check_upstream, newest_from_debian
@@ -22,19 +22,7 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="the recipe, e.g. postfix")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--listing-url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a release folder listing to read instead of the recipe's (repeatable)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds to wait for each mirror (default {DEFAULT_TIMEOUT:g})",
-    )
+    add_listing_arguments(parser)
     parser.add_argument(
         "--no-fallback",
         action="store_true",

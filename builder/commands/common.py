@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from builder.core.context import Context
+from builder.core.download import DEFAULT_TIMEOUT
 from builder.model.distro import TARGETS, Distribution, get_target
 
 
@@ -127,3 +128,31 @@ def selected_targets(ctx: Context, args: argparse.Namespace) -> list[Distributio
     """The targets the user asked for, with their archive overrides applied."""
     names: list[str] = args.target or list(TARGETS)
     return [get_target(name, ctx.archive_override(name)) for name in dict.fromkeys(names)]
+
+
+def add_base_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--base URL|DIR`: the live repository a command starts from (env PFBUILD_BASE)."""
+    parser.add_argument(
+        "--base",
+        metavar="URL|DIR",
+        default=os.environ.get("PFBUILD_BASE") or None,
+        help=f"the live repository (what clients see), verified by the signing key's "
+        f"fingerprint: {what} (env PFBUILD_BASE)",
+    )
+
+
+def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--listing-url` and `--timeout`: where to look for upstream releases."""
+    parser.add_argument(
+        "--listing-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a release folder listing to read instead of the recipe's (repeatable)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for each mirror (default {DEFAULT_TIMEOUT:g})",
+    )

@@ -11,7 +11,8 @@ class Exit(IntEnum):
     OK = 0
     USAGE = 2
     REFUSED = 3
-    NOT_NEWER = 10
+    NOTHING_TO_DO = 10
+    NOT_NEWER = 10  # check-upstream's name for it
     NOT_REPRODUCIBLE = 11
     INTERNAL = 70
     INTERRUPTED = 130
@@ -21,7 +22,8 @@ MEANINGS = {
     Exit.OK: "success, or the positive answer of a query command",
     Exit.USAGE: "usage error: the command line is wrong, nothing was done",
     Exit.REFUSED: "refused or failed, with a one-line reason (what, why, how to fix)",
-    Exit.NOT_NEWER: "check-upstream: nothing newer than the published release",
+    Exit.NOTHING_TO_DO: "nothing to do: check-upstream finds nothing newer, check-updates no "
+    "reason to rebuild, release --base every build already published with the same inputs",
     Exit.NOT_REPRODUCIBLE: "verify-reproducible: the second build differs",
     Exit.INTERNAL: "internal error (a bug): rerun with --debug for the traceback",
     Exit.INTERRUPTED: "interrupted",

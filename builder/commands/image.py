@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+import urllib.parse
 from pathlib import Path
 
+from builder.core.atomic import remove_path
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.image import build as image
 from builder.image.stage import build_variant_image, prove_variant
 from builder.publish import cosign
+from builder.publish.live import fetch_tree
 from builder.publish.tree import install_tree
 from builder.publish.treecheck import verify_tree
 
@@ -91,11 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from",
         dest="from_tree",
-        type=Path,
-        metavar="TREE",
-        help="build from this published tree (the publish job's dist/apt, made elsewhere): "
-        "verified like apt would (signature, index and package hashes), then made this "
-        "workspace's dist/apt",
+        metavar="TREE|URL",
+        help="build from this published tree (the publish job's dist/apt, made elsewhere, or "
+        "the live repository's URL): verified like apt would (signature, index and package "
+        "hashes), then made this workspace's dist/apt",
     )
     parser.add_argument(
         "--require-key",
@@ -103,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FPR",
         help="with --from: the fingerprint the tree must be signed by (env PFBUILD_REQUIRE_KEY); "
         "default: trust the key the tree carries, with a warning",
+    )
+    parser.add_argument(
+        "--date-tag",
+        action="store_true",
+        help="also tag <version>-<variant>-<YYYYMMDD> (UTC today): a scheduled image rebuild on "
+        "a newer base gets a tag of its own",
     )
     parser.add_argument(
         "--test",
@@ -123,7 +132,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             fix="add --from TREE, or drop --require-key",
         )
     if args.from_tree:
-        verified = verify_tree(args.from_tree, args.require_key)
+        tree = Path(args.from_tree)
+        if urllib.parse.urlsplit(args.from_tree).scheme in ("http", "https"):
+            tree = ctx.tmp_dir / "from-tree"
+            remove_path(tree)
+            fetch_tree(args.from_tree, tree)
+        verified = verify_tree(tree, args.require_key)
         install_tree(ctx, verified.path)
         print(
             f"tree    verified {verified.path} "
@@ -137,6 +151,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         registry=args.registry,
         base_images=dict(args.base_image),
         cosign_key=args.cosign_key,
+        date_tag=time.strftime("%Y%m%d", time.gmtime()) if args.date_tag else None,
     )
     built = [build_variant_image(ctx, config, v) for v in args.variant or image.variants()]
     for result in built:

@@ -6,14 +6,19 @@ import argparse
 import os
 from pathlib import Path
 
-from builder.commands.common import add_target_argument, selected_targets
+from builder.commands.common import add_base_argument, add_target_argument, selected_targets
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
+from builder.pipeline.revisions import published_inputs
 from builder.publish import repo as publish
 from builder.publish import serve, signing
+from builder.publish.aptly import ORIGIN
 from builder.publish.artifact import find_artifacts, verify_artifacts
 from builder.publish.handoff import import_verified
+from builder.publish.history import DEFAULT_KEEP
+from builder.publish.live import fetch_live
+from builder.publish.tree import export_tree, live_generation
 
 NAME = "publish"
 HELP = "publish the checked .debs of every target as a signed apt repository (dist/apt)"
@@ -41,7 +46,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rollback",
         metavar="SUITE",
         choices=sorted(TARGETS),
-        help="switch SUITE back to the snapshot published before the live one",
+        help="return SUITE to the state the live one replaced (from the repository's history)",
+    )
+    add_base_argument(
+        parser, "its packages and history carry over (default: the workspace's own dist/apt)"
+    )
+    parser.add_argument(
+        "--keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        metavar="N",
+        help="versions of each package a suite keeps in its index (default %(default)s)",
+    )
+    parser.add_argument(
+        "--to",
+        type=Path,
+        metavar="DIR",
+        help="also write the published tree into DIR, replaced in one step (for rsync or an "
+        "object store sync)",
+    )
+    parser.add_argument(
+        "--origin",
+        default=os.environ.get("PFBUILD_ORIGIN") or os.environ.get("DEBFULLNAME") or ORIGIN,
+        help="the Origin of the suites' Release files (env PFBUILD_ORIGIN, else DEBFULLNAME; "
+        "default %(default)s); set on a suite's first publish",
+    )
+    parser.add_argument(
+        "--label",
+        default=os.environ.get("PFBUILD_LABEL") or None,
+        help="the Label of the suites' Release files (env PFBUILD_LABEL; default: the Origin)",
     )
     parser.add_argument(
         "--url",
@@ -112,8 +145,22 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         key_file=_optional_path(args.signing_key_file),
         algo=args.key_algo,
     )
+    if (
+        args.base
+        and args.from_dirs
+        and Path(args.base).resolve() in {d.resolve() for d in args.from_dirs}
+    ):
+        raise PfbuildError(
+            "--base and --from name the same folder",
+            fix="--base is the live repository, --from the new build artifacts",
+        )
     options = publish.PublishOptions(
-        url=args.url, lock_timeout=args.lock_timeout, allow_unchecked=args.allow_unchecked
+        url=args.url,
+        lock_timeout=args.lock_timeout,
+        allow_unchecked=args.allow_unchecked,
+        keep=args.keep,
+        origin=args.origin,
+        label=args.label or args.origin,
     )
     targets = selected_targets(ctx, args)
     builds: list[tuple[str, str]] = []
@@ -137,17 +184,31 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 f"{artifact.target:10}{'imported':10}{artifact.recipe} {artifact.version} "
                 f"(hardening check here: {build.report.verdict})"
             )
-    if args.rollback:
-        publish.check_rollback(ctx, args.rollback)
+    if args.rollback and not args.base and live_generation(ctx) is None:
+        raise PfbuildError(
+            f"suite {args.rollback} was never published in {ctx.workspace}",
+            fix="publish it first, or pass the --workspace or --base that published it",
+        )
     key = signing.ensure_signing_key(ctx, config)
     try:
+        # The live tree must be signed by the key that signs this publish: clients pinned it.
+        base = fetch_live(args.base, ctx.tmp_dir / "live", key.fingerprint) if args.base else None
         if args.rollback:
-            snapshot = publish.rollback_suite(ctx, args.rollback, key, options)
-            print(f"{args.rollback:10}rolled back to {snapshot}")
+            publish.check_rollback(ctx, args.rollback, key, base)
+            when = publish.rollback_suite(ctx, args.rollback, key, options, base)
+            print(f"{args.rollback:10}rolled back to the state published {when}")
         else:
             recipe, version = args.recipe, args.version
             states = publish.publish_repo(
-                ctx, targets, key, options, recipe=recipe, version=version, builds=builds
+                ctx,
+                targets,
+                key,
+                options,
+                recipe=recipe,
+                version=version,
+                builds=builds,
+                base=base,
+                inputs=published_inputs(targets, builds or [(recipe, version)]),
             )
             if not states:
                 raise PfbuildError(
@@ -161,4 +222,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     finally:
         signing.stop_agent(ctx, key)
     print(f"tree      {ctx.apt_tree} (key {key.fingerprint})")
+    if args.to:
+        live = live_generation(ctx)
+        if live is not None:
+            export_tree(live, args.to)
+            print(f"copied to {args.to}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -11,12 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder.commands.common import (
+    add_base_argument,
     add_ccache_argument,
     add_jobs_argument,
     add_parallel_argument,
     add_target_argument,
     selected_targets,
 )
+from builder.commands.exits import Exit
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.core.lock import workspace_lock
@@ -32,9 +35,11 @@ from builder.pipeline.actions import (
     plan,
 )
 from builder.pipeline.manifest import build_manifest, write_manifest
-from builder.pipeline.release import release_actions
+from builder.pipeline.release import release_actions, release_builds
 from builder.pipeline.request import ReleaseRequest
+from builder.pipeline.revisions import Revision, plan_revisions
 from builder.publish import cosign
+from builder.publish.live import read_live
 from builder.publish.tree import check_repo_url
 
 NAME = "release"
@@ -60,6 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--url", default=os.environ.get("PFBUILD_REPO_URL", "http://127.0.0.1:8080/"),
         help="where apt clients will reach the repository (goes into the .sources snippet; "
         "env PFBUILD_REPO_URL)",
+    )  # fmt: skip
+    add_base_argument(
+        parser,
+        "versions it has get the next +pfN when their inputs changed, and nothing is done "
+        "when none did (exit 10)",
+    )
+    parser.add_argument(
+        "--force-rebuild", action="store_true",
+        help="with --base: build every version again under its next +pfN even when its inputs "
+        "did not change (a rebuild by age, on fresh build environments)",
     )  # fmt: skip
     parser.add_argument(
         "--cosign-key", type=Path, metavar="FILE",
@@ -90,6 +105,7 @@ def request_from_args(ctx: Context, args: argparse.Namespace) -> ReleaseRequest:
         ccache=args.ccache,
         repo_url=check_repo_url(args.url),
         cosign_key=args.cosign_key,
+        base=args.base,
     )
 
 
@@ -105,8 +121,29 @@ def executed(
         yield planned, execute(planned, state, progress, parallel=parallel)
 
 
+def live_revisions(ctx: Context, request: ReleaseRequest, *, force: bool) -> list[Revision]:
+    """The rebuild counters the live repository at `request.base` asks of this release."""
+    if request.base is None:
+        return []
+    live = read_live(ctx, request.base, os.environ)
+    return plan_revisions(live.history, release_builds(request), request.targets, force=force)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     request = request_from_args(ctx, args)
+    if args.force_rebuild and not request.base:
+        raise PfbuildError(
+            "--force-rebuild needs --base", fix="pass the live repository with --base URL|DIR"
+        )
+    revisions = live_revisions(ctx, request, force=args.force_rebuild)
+    for rev in revisions:
+        print(f"{'same' if rev.same else 'new':6}{rev.recipe} {rev.version:<32} {rev.reason}")
+    if revisions and all(r.same for r in revisions):
+        print(f"nothing to do: {request.base} has every build of this release, same inputs")
+        return Exit.NOTHING_TO_DO
+    request = dataclasses.replace(
+        request, rebuilds={(r.recipe, r.target): r.rebuild for r in revisions}
+    )
     actions = release_actions(ctx, request)
     if args.dry_run:
         for item in plan(actions, StateStore(ctx.release_state_dir)):

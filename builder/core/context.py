@@ -127,11 +127,6 @@ class Context:
         return self.aptly_dir / "root"
 
     @property
-    def publish_history(self) -> Path:
-        """Every suite's published snapshots, newest last (what --rollback goes back through)."""
-        return self.aptly_dir / "history.json"
-
-    @property
     def publish_lock(self) -> Path:
         return self.aptly_dir / "publish.lock"
 

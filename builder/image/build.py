@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,6 +81,8 @@ class ImageConfig:
     base_images: Mapping[str, str] = field(default_factory=dict)
     # The cosign private key that signs pushed images; None: the workspace's local pair.
     cosign_key: Path | None = None
+    # A third tag <version>-<variant>-<date>: an image rebuilt on a newer base is a new image.
+    date_tag: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ": @") or self.name != self.name.lower():
@@ -97,6 +100,8 @@ class ImageConfig:
             )
         if self.created_epoch < 0:
             raise PfbuildError("SOURCE_DATE_EPOCH must not be negative")
+        if self.date_tag is not None and not re.fullmatch(r"[0-9]{8}", self.date_tag):
+            raise PfbuildError(f"date tag {self.date_tag!r} is not YYYYMMDD")
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,14 @@ def upstream_version(debian_version: str) -> str:
     return debian_version.split(":", 1)[-1].rsplit("-", 1)[0]
 
 
-def image_tags(name: str, version: str, variant: str, registry: str | None = None) -> list[str]:
-    """`<name>:<variant>` and `<name>:<version>-<variant>`, under the registry when there is one."""
+def image_tags(
+    name: str, version: str, variant: str, registry: str | None = None, date: str | None = None
+) -> list[str]:
+    """`<name>:<variant>`, `<name>:<version>-<variant>` and with a `date` also
+    `<name>:<version>-<variant>-<date>`, under the registry when there is one."""
     repo = f"{registry.rstrip('/')}/{name}" if registry else name
-    return [f"{repo}:{variant}", f"{repo}:{version}-{variant}"]
+    dated = [f"{repo}:{version}-{variant}-{date}"] if date else []
+    return [f"{repo}:{variant}", f"{repo}:{version}-{variant}", *dated]
 
 
 def rfc3339(epoch: int) -> str:

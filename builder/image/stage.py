@@ -71,7 +71,7 @@ def build_variant_image(ctx: Context, config: ImageConfig, variant: str) -> Buil
         config = dataclasses.replace(config, created_epoch=int(date or 0))
     client = docker_client(ctx)
     base = base_image_for(ctx, dist, config.base_images)
-    tags = image_tags(config.name, version, variant, config.registry)
+    tags = image_tags(config.name, version, variant, config.registry, config.date_tag)
     log.info("%s: building %s on %s", variant, tags[0], base)
     started = time.monotonic()
     # One build at a time serves the repository on its fixed port: on another port the apt

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
 import importlib.util
 import logging
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -126,4 +129,29 @@ def load_recipe(name: str) -> Recipe:
         raise bad_field(name, "RECIPE", "the module must define RECIPE = Recipe(...)")
     if recipe.name != name:
         raise bad_field(name, "name", f"module {path} defines recipe {recipe.name!r}")
-    return recipe
+    maintainer = maintainer_from_env(os.environ)
+    return dataclasses.replace(recipe, maintainer=maintainer) if maintainer else recipe
+
+
+# What a changelog trailer and a deb822 field can hold: no line breaks, one <address>.
+_IDENTITY_RE = re.compile(r"[^<>\n\r]+ <[^<>@\s]+@[^<>@\s]+>")
+
+
+def maintainer_from_env(environ: Mapping[str, str]) -> str | None:
+    """`Name <email>` from DEBFULLNAME and DEBEMAIL (as dch reads them); None when unset.
+
+    The repository's maintainer signs our changelog entries instead of the recipe's default.
+    DEBEMAIL may carry the name itself ("Name <email>"), as devscripts allows.
+    """
+    name = environ.get("DEBFULLNAME", "").strip()
+    email = environ.get("DEBEMAIL", "").strip()
+    if not name and not email:
+        return None
+    identity = email if "<" in email else f"{name} <{email}>"
+    if not _IDENTITY_RE.fullmatch(identity):
+        raise PfbuildError(
+            f"DEBFULLNAME/DEBEMAIL give {identity!r}, not 'Name <email>'",
+            "it signs the changelog entry of every package pfbuild builds",
+            "set DEBFULLNAME to a name and DEBEMAIL to an address, or unset both",
+        )
+    return identity

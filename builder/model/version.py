@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from debian.debian_support import Version
@@ -41,3 +42,19 @@ def target_version(recipe: Recipe, version: str, dist: Distribution) -> str:
     src = recipe.packaging_for(version)
     upstream = version if recipe.upstream is not None else src.upstream_version
     return package_version(upstream, src.version, recipe.rebuild, dist.version_suffix)
+
+
+def rebuild_counter(recipe: Recipe, version: str, dist: Distribution, debian_version: str) -> int:
+    """The rebuild counter N of `debian_version` if it is `recipe` `version` for `dist` at +pfN.
+
+    N may be above the recipe's own counter: the live repository asks for the next one when a
+    version was published from other inputs. Anything else gives the recipe's counter, whose
+    version then fails the caller's comparison with a clear message.
+    """
+    match = re.search(rf"\+pf([1-9][0-9]{{0,5}}){re.escape(dist.version_suffix)}$", debian_version)
+    if match:
+        n = int(match.group(1))
+        bumped = dataclasses.replace(recipe, rebuild=n)
+        if n >= recipe.rebuild and target_version(bumped, version, dist) == debian_version:
+            return n
+    return recipe.rebuild

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from builder.build import depschroot, sbuild, stage, stagedir
 from builder.check import (
     autopkgtest,
     blhc,
@@ -19,10 +18,9 @@ from builder.check import (
 )
 from builder.check import stage as check_stage
 from builder.check.config import packaged
-from builder.core import unpack
 from builder.core.checkout import DOCKER_DIR
 from builder.core.context import Context
-from builder.core.digest import code_digest, data_digest, hash_tree
+from builder.core.digest import code_digest, hash_tree
 from builder.fetch import archive, sources
 from builder.image import build as image
 from builder.image import container as image_container
@@ -31,14 +29,19 @@ from builder.image import sbom as image_sbom
 from builder.image import smtp as image_smtp
 from builder.image import stage as image_stage
 from builder.image import tlsclient as image_tlsclient
-from builder.model import version as version_scheme
-from builder.model.distro import Distribution
 from builder.model.loader import load_recipe
 from builder.model.recipe import Recipe
 from builder.pipeline import attest, provenance
 from builder.pipeline.actions import Action
-from builder.pipeline.provenance import templates_sha256
 from builder.pipeline.request import ReleaseRequest
+from builder.pipeline.revisions import (
+    build_code_digest,
+    dist_digest,
+    recipe_digest,
+    source_code_digest,
+    templates_digest,
+    with_rebuild,
+)
 from builder.pipeline.runners import (
     attest_runner,
     build_runner,
@@ -49,41 +52,39 @@ from builder.pipeline.runners import (
     publish_runner,
     source_runner,
 )
-from builder.publish import aptly, attestations, cosign, debfacts, dsse, sbom, signing, tree
+from builder.publish import (
+    aptly,
+    attestations,
+    cosign,
+    debfacts,
+    dsse,
+    history,
+    live,
+    sbom,
+    signing,
+    tree,
+)
 from builder.publish import inputs as publish_inputs
 from builder.publish import repo as publish
-from builder.source import package as source_package
 
 log = logging.getLogger("pfbuild")
 
 
-def recipe_digest(recipe: Recipe) -> str:
-    """The recipe's data as the engine sees it."""
-    return data_digest(recipe)
-
-
-def templates_digest(recipe: Recipe) -> str:
-    """Every template the recipe renders (its own folder and the shared ones)."""
-    return templates_sha256(recipe)[:20]
-
-
-def dist_digest(dist: Distribution) -> str:
-    """The target's data (archive, components, keyring, suffix)."""
-    return data_digest(dist)
+def release_builds(request: ReleaseRequest) -> list[tuple[Recipe, str]]:
+    """The recipes a release builds (the main one and its companions), with their versions."""
+    main = load_recipe(request.recipe)
+    recipes: list[tuple[Recipe, str]] = [(main, request.version)]
+    recipes += [(load_recipe(name), version) for name, version in main.companions]
+    return recipes
 
 
 def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     """The release graph, in execution order (a pure function of recipes and the request)."""
-    main = load_recipe(request.recipe)
+    recipes = release_builds(request)
     # What cannot be built is refused here, before a plan exists (dry runs included).
-    for note in main.release_notes(request.version):
-        log.warning("%s", note)
-    recipes: list[tuple[Recipe, str]] = [(main, request.version)]
-    for name, version in main.companions:
-        companion = load_recipe(name)
-        for note in companion.release_notes(version):
+    for recipe, version in recipes:
+        for note in recipe.release_notes(version):
             log.warning("%s", note)
-        recipes.append((companion, version))
     dists = {d.name: d for d in request.targets}
     actions: list[Action] = []
     checks: list[str] = []
@@ -100,21 +101,23 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
         for name, dist in dists.items():
             if name not in recipe.binary_packages:
                 continue
+            # The rebuild counter the live repository asks for (builder.pipeline.revisions).
+            built = with_rebuild(recipe, request.rebuilds.get((recipe.name, name), recipe.rebuild))
             inputs = {
-                "recipe": digest,
+                "recipe": recipe_digest(built),
                 "templates": templates_digest(recipe),
                 "target": dist_digest(dist),
-                "code": code_digest(source_package, version_scheme, unpack),
+                "code": source_code_digest(),
             }
             actions.append(
                 Action(f"source {rid} {name}", "source", inputs, (f"fetch {rid}",),
-                       run=source_runner(ctx, recipe, version, dist))
+                       run=source_runner(ctx, built, version, dist))
             )  # fmt: skip
             actions.append(
                 Action(f"build {rid} {name}", "build",
-                       {"code": code_digest(sbuild, depschroot, stagedir, stage)},
+                       {"code": build_code_digest()},
                        (f"source {rid} {name}",),
-                       run=build_runner(ctx, recipe, version, dist, request.jobs,
+                       run=build_runner(ctx, built, version, dist, request.jobs,
                                         use_ccache=request.ccache),
                        long=True)
             )  # fmt: skip
@@ -132,8 +135,8 @@ def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     builds = [(r.name, v) for r, v in recipes]
     actions.append(
         Action("publish", "publish",
-               {"targets": ",".join(dists), "url": request.repo_url,
-                "code": code_digest(publish, aptly, publish_inputs, tree, signing)},
+               {"targets": ",".join(dists), "url": request.repo_url, "base": request.base or "",
+                "code": code_digest(publish, aptly, publish_inputs, tree, signing, history, live)},
                tuple(checks), run=publish_runner(ctx, request, builds))
     )  # fmt: skip
     if request.images:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.model.distro import Distribution
@@ -23,3 +24,7 @@ class ReleaseRequest:
     cosign_key: Path | None = None
     # Builds use the compiler cache (same .debs, less time).
     ccache: bool = True
+    # The live repository (URL or folder) the release extends; None: the workspace's own.
+    base: str | None = None
+    # (recipe, target) -> rebuild counter, where the live repository asks for another one.
+    rebuilds: Mapping[tuple[str, str], int] = field(default_factory=dict)

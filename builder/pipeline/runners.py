@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,8 +33,10 @@ from builder.model.recipe import Recipe
 from builder.pipeline.actions import Outputs
 from builder.pipeline.attest import attest_release
 from builder.pipeline.request import ReleaseRequest
+from builder.pipeline.revisions import published_inputs
 from builder.publish import repo as publish
 from builder.publish import signing
+from builder.publish.live import fetch_live
 from builder.source.package import prepare_source
 
 log = logging.getLogger("pfbuild")
@@ -142,10 +145,24 @@ def publish_runner(
     ctx: Context, request: ReleaseRequest, builds: Sequence[tuple[str, str]]
 ) -> Callable[[Mapping[str, Outputs]], Outputs]:
     def run_publish(_deps: Mapping[str, Outputs]) -> Outputs:
-        key = signing.ensure_signing_key(ctx, signing.SigningConfig())
+        key = signing.ensure_signing_key(ctx, signing.SigningConfig.from_env(os.environ))
         try:
             options = publish.PublishOptions(url=request.repo_url)
-            states = publish.publish_repo(ctx, request.targets, key, options, builds=builds)
+            # Fetched again, not the tree the plan read: another run may have published since.
+            base = (
+                fetch_live(request.base, ctx.tmp_dir / "live", key.fingerprint)
+                if request.base
+                else None
+            )
+            states = publish.publish_repo(
+                ctx,
+                request.targets,
+                key,
+                options,
+                builds=builds,
+                base=base,
+                inputs=published_inputs(request.targets, builds, request.rebuilds),
+            )
         finally:
             signing.stop_agent(ctx, key)
         tree = ctx.apt_tree.resolve()

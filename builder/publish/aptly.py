@@ -60,6 +60,11 @@ def repo_add_cmdline(config: Path, dist: Distribution, debs: Sequence[Path]) -> 
     return aptly_cmdline(config, "repo", "add", repo_name(dist), *debs)
 
 
+def repo_remove_cmdline(config: Path, dist: Distribution, keys: Sequence[str]) -> list[str]:
+    """Remove packages, named by their keys (name_version_arch), from the target's repo."""
+    return aptly_cmdline(config, "repo", "remove", repo_name(dist), *keys)
+
+
 def snapshot_create_cmdline(config: Path, snapshot: str, dist: Distribution) -> list[str]:
     """Freeze the target's repo as a snapshot."""
     return aptly_cmdline(config, "snapshot", "create", snapshot, "from", "repo", repo_name(dist))
@@ -70,9 +75,15 @@ def _signing_flags(fingerprint: str) -> list[str]:
 
 
 def publish_snapshot_cmdline(
-    config: Path, snapshot: str, suite: str, fingerprint: str
+    config: Path,
+    snapshot: str,
+    suite: str,
+    fingerprint: str,
+    *,
+    origin: str = ORIGIN,
+    label: str = ORIGIN,
 ) -> list[str]:
-    """First publish of a suite: signed, by-hash, amd64 + all."""
+    """First publish of a suite: signed, by-hash, amd64 + all, with its Origin and Label."""
     return aptly_cmdline(
         config,
         "publish",
@@ -82,8 +93,8 @@ def publish_snapshot_cmdline(
         f"-architectures={','.join(ARCHITECTURES)}",
         f"-component={COMPONENT}",
         f"-distribution={suite}",
-        f"-origin={ORIGIN}",
-        f"-label={ORIGIN}",
+        f"-origin={origin}",
+        f"-label={label}",
         snapshot,
         ".",
     )

@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.check.hardening import check_build
@@ -23,7 +23,7 @@ from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS, Distribution
 from builder.model.loader import load_recipe
 from builder.model.recipe import Recipe
-from builder.model.version import target_version
+from builder.model.version import rebuild_counter, target_version
 from builder.publish.artifact import (
     BUILD_LOG,
     CHECK_FIX,
@@ -63,6 +63,11 @@ def _copy_out(artifact: Artifact, build_dir: Path, report_dir: Path) -> None:
 
 def _check_packages(artifact: Artifact, recipe: Recipe, dist: Distribution, build_dir: Path) -> str:
     """Every package is readable whole and one of the recipe's, at its version and arch."""
+    packages = sorted(p for p in build_dir.iterdir() if p.suffix in PACKAGE_SUFFIXES)
+    if packages:
+        # The live repository may have asked for a later +pfN (`pfbuild build --rebuild`).
+        found = read_whole_deb(packages[0]).version
+        recipe = replace(recipe, rebuild=rebuild_counter(recipe, artifact.version, dist, found))
     version = target_version(recipe, artifact.version, dist)
     binaries = recipe.binary_packages[dist.name]
     allowed = {*binaries, *(f"{name}-dbgsym" for name in binaries)}

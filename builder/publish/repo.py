@@ -1,28 +1,32 @@
 """The publish stage: the checked .debs as a signed apt repository, swapped into place atomically.
 
-Inputs are validated first (builder.publish.inputs), then aptly adds them to one local repo per
-target and publishes a new snapshot of every suite whose content changed (builder.publish.aptly),
-and the served tree is refreshed from aptly's (builder.publish.tree). One publisher runs at a
-time; a history of each suite's snapshots lets `--rollback` switch back.
+A publish starts from the live repository: the workspace's own tree, or with `--base` the tree
+clients see, fetched and verified (builder.publish.live). Inputs are validated (builder.publish.
+inputs); each suite's new package set is the live one plus the new builds, cut to the newest
+`keep` versions of each package (builder.publish.history). aptly's local repo of the target is
+made to hold exactly that set (from the new .debs and the live tree's pool), snapshotted and
+published (builder.publish.aptly), and the served tree is refreshed from aptly's with the signed
+history beside it (builder.publish.tree). The history lives in the repository, so `--rollback`
+works on any machine that can read it. One publisher runs at a time.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.core.atomic import write_text
 from builder.core.context import Context
+from builder.core.digest import sha256_file
 from builder.core.errors import CommandError, PfbuildError
 from builder.core.lock import workspace_lock
-from builder.model.distro import Distribution
+from builder.model.distro import TARGETS, Distribution
 from builder.publish.aptly import (
+    ORIGIN,
     Aptly,
     aptly_public_dir,
     new_snapshot_name,
@@ -31,16 +35,34 @@ from builder.publish.aptly import (
     repo_add_cmdline,
     repo_create_cmdline,
     repo_name,
+    repo_remove_cmdline,
     snapshot_create_cmdline,
     write_aptly_config,
 )
-from builder.publish.inputs import collect_debs
+from builder.publish.history import (
+    DEFAULT_KEEP,
+    History,
+    State,
+    SuiteHistory,
+    conflicts,
+    keep_newest,
+    record_builds,
+)
+from builder.publish.inputs import collect_debs, deb_info
+from builder.publish.live import LiveTree, load_tree
 from builder.publish.signing import SigningKey
-from builder.publish.tree import check_repo_url, clean_leftovers, inrelease_date, refresh_tree
+from builder.publish.tree import (
+    check_repo_url,
+    clean_leftovers,
+    inrelease_date,
+    live_generation,
+    refresh_tree,
+)
 
 log = logging.getLogger("pfbuild")
 
 DEFAULT_LOCK_TIMEOUT = 120.0
+RELEASE_FIELD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+@()-]{0,79}")
 
 
 @dataclass(frozen=True)
@@ -50,11 +72,25 @@ class PublishOptions:
     url: str
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     allow_unchecked: bool = False
+    # Versions of each package (and architecture) a suite keeps in its index.
+    keep: int = DEFAULT_KEEP
+    # The Origin and Label fields of every suite's Release file.
+    origin: str = ORIGIN
+    label: str = ORIGIN
 
     def __post_init__(self) -> None:
         check_repo_url(self.url)
         if self.lock_timeout < 0:
             raise PfbuildError("--lock-timeout must not be negative")
+        if self.keep < 1:
+            raise PfbuildError(f"--keep {self.keep} would keep nothing", fix="pass 1 or more")
+        for name, value in (("--origin", self.origin), ("--label", self.label)):
+            if not RELEASE_FIELD_RE.fullmatch(value):
+                raise PfbuildError(
+                    f"{name} {value!r} is not a one-line Release field value",
+                    "it goes into every suite's signed Release file",
+                    f"pass {name} with letters, digits, spaces and . _ - + @ ( ) only",
+                )
 
 
 @dataclass(frozen=True)
@@ -83,130 +119,161 @@ def wait_for_later_second(
         sleep(0.05)
 
 
-def _last_date(ctx: Context, suite: str) -> float | None:
-    # aptly's own tree may be ahead of the live one (a killed run); take the later of the two.
-    dates = [
-        inrelease_date(root / "dists" / suite / "InRelease")
-        for root in (aptly_public_dir(ctx), ctx.apt_tree)
-    ]
-    known = [d for d in dates if d is not None]
-    return max(known) if known else None
+# ---- the stage
 
 
-# ---- history (for rollback) -------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What one publish works on: aptly, the live tree it starts from, the history it extends."""
+
+    aptly: Aptly
+    published: dict[str, str]
+    live: LiveTree | None
+    history: History
+    # What the workspace's own tree shows per suite (the live one when there is no --base).
+    local: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def live_packages(self, suite: str) -> dict[str, str]:
+        state = self.history.suite(suite).live
+        return dict(state.packages) if state else {}
 
 
-def read_history(ctx: Context) -> dict[str, list[str]]:
-    """Suite -> snapshots published in order; the last one is live."""
-    path = ctx.publish_history
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not all(
-        isinstance(v, list) and all(isinstance(s, str) for s in v) for v in data.values()
-    ):
-        raise PfbuildError(f"{path} is not a publish history", fix="restore or remove it")
-    return {str(k): list(v) for k, v in data.items()}
-
-
-def write_history(ctx: Context, history: dict[str, list[str]]) -> None:
-    """Store the publish history atomically."""
-    write_text(ctx.publish_history, json.dumps(history, indent=2, sort_keys=True) + "\n")
-
-
-def reconcile_history(history: dict[str, list[str]], published: dict[str, str]) -> None:
-    """Append what aptly has live but the history missed (a run killed after aptly finished)."""
-    for suite, snapshot in published.items():
-        snaps = history.setdefault(suite, [])
-        if not snaps or snaps[-1] != snapshot:
-            snaps.append(snapshot)
-
-
-def rollback_target(history: dict[str, list[str]], suite: str) -> str:
-    """The snapshot a rollback of `suite` switches to."""
-    snaps = history.get(suite, [])
-    if len(snaps) < 2:
-        raise PfbuildError(
-            f"suite {suite} has no earlier snapshot to roll back to",
-            f"it was published {len(snaps)} time(s) with different content",
-            "publish an older build instead",
-        )
-    return snaps[-2]
-
-
-def check_rollback(ctx: Context, suite: str) -> str:
-    """Refuse, before any key or aptly state is made, a rollback that has nothing to go to."""
-    history = read_history(ctx)
-    if suite not in history:
-        raise PfbuildError(
-            f"suite {suite} was never published in {ctx.workspace}",
-            fix="publish it first, or pass the --workspace that published it",
-        )
-    return rollback_target(history, suite)
-
-
-# ---- the stage --------------------------------------------------------------------------------
+def _local_tree(ctx: Context, key: SigningKey) -> LiveTree | None:
+    generation = live_generation(ctx)
+    if generation is None or not (generation / "dists").is_dir():
+        return None
+    # The workspace's own tree is checked like any other: it is what the new state builds on.
+    return load_tree(generation, key.fingerprint)
 
 
 @contextmanager
 def _publishing(
-    ctx: Context, key: SigningKey, options: PublishOptions
-) -> Iterator[tuple[Aptly, dict[str, str], dict[str, list[str]]]]:
-    """Hold the publish lock; yield aptly, the suites it has live, and the reconciled history."""
+    ctx: Context, key: SigningKey, options: PublishOptions, base: LiveTree | None
+) -> Iterator[_Run]:
+    """Hold the publish lock; yield the run's aptly, live tree and history."""
     fix = "wait for it to finish, or raise --lock-timeout"
     with workspace_lock(ctx.publish_lock, "publish", timeout=options.lock_timeout, fix=fix):
         clean_leftovers(ctx)
         aptly = Aptly(write_aptly_config(ctx), key)
-        published = aptly.published()
-        history = read_history(ctx)
-        reconcile_history(history, published)
-        yield aptly, published, history
+        local = _local_tree(ctx, key)
+        live = base or local
+        history = live.history if live else History()
+        local_sets = (
+            {s: {k: f.sha256 for k, f in entries.items()} for s, entries in local.index.items()}
+            if local
+            else {}
+        )
+        yield _Run(aptly, aptly.published(), live, history, local_sets)
+
+
+def _deb_keys(debs: Sequence[Path]) -> dict[str, tuple[Path, str]]:
+    """aptly key -> (file, SHA-256) of new package files."""
+    keyed: dict[str, tuple[Path, str]] = {}
+    for deb in debs:
+        info = deb_info(deb)
+        keyed[f"{info.package}_{info.version}_{info.architecture}"] = (deb, sha256_file(deb))
+    return keyed
+
+
+def _refuse_conflicts(suite: str, names: Sequence[str]) -> PfbuildError:
+    return PfbuildError(
+        f"{suite}: {', '.join(names)} already in the repository with other content",
+        "a published version is immutable: clients may hold the old file under that name",
+        "bump the package revision (for example +pf2) and rebuild",
+    )
+
+
+def _last_date(ctx: Context, suite: str, live: LiveTree | None) -> float | None:
+    # aptly's own tree may be ahead of the live one (a killed run); the live tree may come from
+    # elsewhere (--base). The new Date must be later than all of them.
+    roots = [aptly_public_dir(ctx), ctx.apt_tree] + ([live.path] if live else [])
+    dates = [inrelease_date(root / "dists" / suite / "InRelease") for root in roots]
+    known = [d for d in dates if d is not None]
+    return max(known) if known else None
+
+
+def _materialize(
+    ctx: Context,
+    run: _Run,
+    dist: Distribution,
+    wanted: Mapping[str, str],
+    files: Mapping[str, Path],
+    options: PublishOptions,
+) -> str:
+    """Make the target's aptly repo hold exactly `wanted`, snapshot and publish it."""
+    aptly, config = run.aptly, run.aptly.config
+    repo = repo_name(dist)
+    if repo not in aptly.repos():
+        aptly.run(repo_create_cmdline(config, dist))
+    content = set(aptly.repo_packages(repo))
+    missing = sorted(k for k in wanted if k not in content)
+    extra = sorted(k for k in content if k not in wanted)
+    if missing:
+        try:
+            aptly.run(repo_add_cmdline(config, dist, [files[k] for k in missing]))
+        except CommandError as exc:
+            found = re.findall(r"conflict in package (\S+)", exc.details)
+            if not found:
+                raise
+            raise _refuse_conflicts(dist.name, found) from None
+    if extra:
+        aptly.run(repo_remove_cmdline(config, dist, extra))
+    snapshot = new_snapshot_name(dist, aptly.snapshots(), time.time())
+    aptly.run(snapshot_create_cmdline(config, snapshot, dist))
+    wait_for_later_second(_last_date(ctx, dist.name, run.live))
+    fpr = aptly.key.fingerprint
+    if dist.name in run.published:
+        aptly.run(publish_switch_cmdline(config, dist.name, snapshot, fpr))
+    else:
+        aptly.run(
+            publish_snapshot_cmdline(
+                config, snapshot, dist.name, fpr, origin=options.origin, label=options.label
+            )
+        )
+    run.published[dist.name] = snapshot
+    return snapshot
+
+
+def _live_files(run: _Run, suite: str, keys: Sequence[str]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for key in keys:
+        path = run.live.file(key, suite) if run.live else None
+        if path is not None:
+            found[key] = path
+    return found
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _publish_suite(
     ctx: Context,
-    aptly: Aptly,
+    run: _Run,
     dist: Distribution,
     debs: list[Path],
-    published: dict[str, str],
-    history: dict[str, list[str]],
+    options: PublishOptions,
 ) -> SuiteState | None:
-    config = aptly.config
-    repo = repo_name(dist)
-    if repo not in aptly.repos():
-        aptly.run(repo_create_cmdline(config, dist))
-    if debs:
-        try:
-            aptly.run(repo_add_cmdline(config, dist, debs))
-        except CommandError as exc:
-            conflicts = re.findall(r"conflict in package (\S+)", exc.details)
-            if not conflicts:
-                raise
-            raise PfbuildError(
-                f"{dist.name}: {', '.join(conflicts)} already in the repository with other content",
-                "a published version is immutable: clients may hold the old file under that name",
-                "bump the package revision (for example +pf2) and rebuild",
-            ) from None
-    content = aptly.repo_packages(repo)
-    current = published.get(dist.name)
-    if not content:
+    suite = run.history.suite(dist.name)
+    new = _deb_keys(debs)
+    clashes = conflicts(suite, {k: sha for k, (_p, sha) in new.items()})
+    if clashes:
+        raise _refuse_conflicts(dist.name, clashes)
+    live = run.live_packages(dist.name)
+    wanted = keep_newest({**live, **{k: sha for k, (_p, sha) in new.items()}}, options.keep)
+    if not wanted:
         log.info("%s: nothing built yet, suite not published", dist.name)
         return None
-    if current is not None and aptly.snapshot_packages(current) == content:
-        log.info("%s: unchanged, still %s", dist.name, current)
-        return SuiteState(dist.name, current, False, content)
-    snapshot = new_snapshot_name(dist, aptly.snapshots(), time.time())
-    aptly.run(snapshot_create_cmdline(config, snapshot, dist))
-    wait_for_later_second(_last_date(ctx, dist.name))
-    fpr = aptly.key.fingerprint
-    if current is None:
-        aptly.run(publish_snapshot_cmdline(config, snapshot, dist.name, fpr))
-    else:
-        aptly.run(publish_switch_cmdline(config, dist.name, snapshot, fpr))
-    published[dist.name] = snapshot
-    history.setdefault(dist.name, []).append(snapshot)
-    log.info("%s: published %s (%d packages)", dist.name, snapshot, len(content))
-    return SuiteState(dist.name, snapshot, True, content)
+    if wanted == live and run.local.get(dist.name) == wanted and dist.name in run.published:
+        log.info("%s: unchanged, still %s", dist.name, run.published[dist.name])
+        return SuiteState(dist.name, run.published[dist.name], False, tuple(sorted(wanted)))
+    files = {**_live_files(run, dist.name, list(wanted)), **{k: p for k, (p, _s) in new.items()}}
+    snapshot = _materialize(ctx, run, dist, wanted, files, options)
+    if wanted != live:
+        previous = len(suite.states) - 1 if suite.states else None
+        suite.record(State(_now(), "publish", wanted, previous))
+    log.info("%s: published %s (%d packages)", dist.name, snapshot, len(wanted))
+    return SuiteState(dist.name, snapshot, True, tuple(sorted(wanted)))
 
 
 def publish_repo(
@@ -218,14 +285,18 @@ def publish_repo(
     recipe: str | None = None,
     version: str | None = None,
     builds: Sequence[tuple[str, str]] = (),
+    base: LiveTree | None = None,
+    inputs: Mapping[str, Sequence[tuple[str, str, Mapping[str, str]]]] | None = None,
 ) -> list[SuiteState]:
-    """Add the targets' checked .debs to aptly, publish changed suites, swap the tree into place.
+    """Add the targets' checked .debs to the live repository, publish, swap the tree into place.
 
     `builds` names several (recipe, version) pairs at once (a release publishes postfix and
     the packages its image needs in one step); otherwise `recipe`/`version` or every build.
+    `base` is the verified live tree to start from (default: the workspace's own); `inputs`
+    records, per suite, the (source, version, inputs) of the builds published.
     """
     pairs: Sequence[tuple[str | None, str | None]] = builds or [(recipe, version)]
-    inputs = {
+    debs = {
         dist.name: [
             deb
             for r, v in pairs
@@ -234,31 +305,80 @@ def publish_repo(
         for dist in targets
     }
     states: list[SuiteState] = []
-    with _publishing(ctx, key, options) as (aptly, published, history):
+    with _publishing(ctx, key, options, base) as run:
         for dist in targets:
-            state = _publish_suite(ctx, aptly, dist, inputs[dist.name], published, history)
+            state = _publish_suite(ctx, run, dist, debs[dist.name], options)
             if state is not None:
                 states.append(state)
-        write_history(ctx, history)
-        if published:
-            refresh_tree(ctx, key, options.url, published)
+                if state.changed and inputs:
+                    record_builds(run.history.suite(dist.name), inputs.get(dist.name, ()))
+        _keep_other_suites(ctx, run, targets, options)
+        if run.published:
+            refresh_tree(ctx, key, options.url, _live_suites(run), run.history)
     return states
 
 
-def rollback_suite(ctx: Context, suite: str, key: SigningKey, options: PublishOptions) -> str:
-    """Switch `suite` back to the snapshot published before the live one; return its name."""
-    with _publishing(ctx, key, options) as (aptly, published, history):
-        if suite not in published:
+def _live_suites(run: _Run) -> dict[str, str]:
+    """Suite -> aptly snapshot of every suite the new tree serves."""
+    return {s: snap for s, snap in run.published.items() if run.history.suite(s).live}
+
+
+def _keep_other_suites(
+    ctx: Context, run: _Run, targets: Sequence[Distribution], options: PublishOptions
+) -> None:
+    """A live suite this run does not touch is published as it is (a fresh workspace has none)."""
+    names = {d.name for d in targets}
+    for suite in sorted(run.history.suites):
+        live = run.live_packages(suite)
+        if suite in names or not live or run.local.get(suite) == live:
+            continue
+        dist = TARGETS.get(suite)
+        if dist is None:
+            raise PfbuildError(
+                f"the live repository has suite {suite}, which pfbuild does not build",
+                fix="publish from the tree pfbuild wrote",
+            )
+        _materialize(ctx, run, dist, live, _live_files(run, suite, list(live)), options)
+
+
+def rollback_suite(
+    ctx: Context,
+    suite: str,
+    key: SigningKey,
+    options: PublishOptions,
+    base: LiveTree | None = None,
+) -> str:
+    """Return `suite` to the state the live one replaced; return that state's date."""
+    with _publishing(ctx, key, options, base) as run:
+        history: SuiteHistory = run.history.suite(suite)
+        if history.live is None:
             raise PfbuildError(
                 f"suite {suite} is not published",
-                fix=f"published suites: {', '.join(sorted(published)) or 'none'}",
+                fix=f"published suites: {', '.join(sorted(run.history.suites)) or 'none'}",
             )
-        previous = rollback_target(history, suite)
-        wait_for_later_second(_last_date(ctx, suite))
-        aptly.run(publish_switch_cmdline(aptly.config, suite, previous, key.fingerprint))
-        history[suite].pop()
-        published[suite] = previous
-        write_history(ctx, history)
-        refresh_tree(ctx, key, options.url, published)
-    log.info("%s: rolled back to %s", suite, previous)
-    return previous
+        _index, target = history.rollback_state(suite)
+        files = _live_files(run, suite, list(target.packages))
+        gone = sorted(set(target.packages) - set(files))
+        if gone:
+            raise PfbuildError(
+                f"suite {suite} cannot roll back: {', '.join(gone)} left the repository",
+                "the earlier state's packages were cut by the retention rule (--keep)",
+                "publish an older build instead",
+            )
+        _materialize(ctx, run, TARGETS[suite], target.packages, files, options)
+        history.record(State(_now(), "rollback", dict(target.packages), target.previous))
+        _keep_other_suites(ctx, run, [TARGETS[suite]], options)
+        refresh_tree(ctx, key, options.url, _live_suites(run), run.history)
+    log.info("%s: rolled back to the state of %s", suite, target.date or "the first publish")
+    return target.date or "the first publish"
+
+
+def check_rollback(ctx: Context, suite: str, key: SigningKey, base: LiveTree | None) -> None:
+    """Refuse, before aptly is touched, a rollback that has nothing to go to."""
+    live = base or _local_tree(ctx, key)
+    if live is None or live.history.suite(suite).live is None:
+        raise PfbuildError(
+            f"suite {suite} was never published in {base.path if base else ctx.workspace}",
+            fix="publish it first, or pass the --workspace or --base that published it",
+        )
+    live.history.suite(suite).rollback_state(suite)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,17 @@ class SigningConfig:
             raise PfbuildError(
                 f"unknown key algorithm {self.algo!r}", fix=f"use one of {', '.join(KEY_ALGOS)}"
             )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SigningConfig:
+        """The key named by PFBUILD_SIGNING_KEY, PFBUILD_GNUPGHOME, PFBUILD_SIGNING_KEY_FILE."""
+        home = environ.get("PFBUILD_GNUPGHOME") or None
+        key_file = environ.get("PFBUILD_SIGNING_KEY_FILE") or None
+        return cls(
+            fingerprint=environ.get("PFBUILD_SIGNING_KEY") or None,
+            gnupghome=Path(home) if home else None,
+            key_file=Path(key_file) if key_file else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ one, never a half-written suite. A killed run leaves the old link in place.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from builder.core.atomic import remove_path, write_text
 from builder.core.context import Context
 from builder.core.errors import PfbuildError, shorten
 from builder.publish.aptly import COMPONENT, aptly_public_dir
+from builder.publish.history import HISTORY_NAME, History, sign_history
 from builder.publish.signing import SigningKey, export_public_key
 
 log = logging.getLogger("pfbuild")
@@ -245,10 +247,15 @@ def _add_generation(ctx: Context, fill: Callable[[Path], None]) -> Path:
 
 
 def refresh_tree(
-    ctx: Context, key: SigningKey, url: str, published: dict[str, str]
+    ctx: Context, key: SigningKey, url: str, published: dict[str, str], history: History
 ) -> tuple[Path, bool]:
-    """Make `dist/apt` show aptly's current publish; return the live tree, changed?"""
-    manifest = {"fingerprint": key.fingerprint, "suites": published, "url": url}
+    """Make `dist/apt` show aptly's current publish and `history`; return the live tree, changed?"""
+    manifest = {
+        "fingerprint": key.fingerprint,
+        "history": hashlib.sha256(history.payload()).hexdigest(),
+        "suites": published,
+        "url": url,
+    }
     live = live_generation(ctx)
     if live is not None:
         try:
@@ -265,6 +272,7 @@ def refresh_tree(
         export_public_key(key, tmp / KEY_FILE_NAME)
         for suite in sorted(published):
             write_text(tmp / sources_file_name(suite), sources_snippet(url, suite))
+        (tmp / HISTORY_NAME).write_bytes(sign_history(key, history))
         write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     final = _add_generation(ctx, fill)
@@ -312,3 +320,54 @@ def extend_tree(
     final = _add_generation(ctx, fill)
     log.info("published tree %s -> %s (%d file(s) added)", ctx.apt_tree, final.name, len(files))
     return final
+
+
+# ---- a copy anywhere --------------------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(result == 0)
+
+
+def export_tree(source: Path, dest: Path) -> None:
+    """Put a copy of the tree `source` at `dest`, replacing what is there in one step.
+
+    The copy is made beside `dest` and swapped in with one rename (an exchange when `dest`
+    exists), so a sync of `dest` (rsync, an object store client) sees the old tree or the new.
+    """
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise PfbuildError(
+            f"{dest} is not a folder",
+            "--to replaces a folder with the published tree",
+            "pass a folder path (it is created when missing)",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.new-{os.getpid()}")
+    for stale in dest.parent.glob(f".{dest.name}.*-[0-9]*"):
+        remove_path(stale)  # left by a killed run
+    try:
+        shutil.copytree(source, tmp, symlinks=True)
+        tmp.chmod(0o755)
+        if not dest.exists():
+            tmp.rename(dest)
+        elif _exchange(tmp, dest):
+            pass  # tmp now holds the old tree, removed below
+        else:
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            dest.rename(old)
+            tmp.rename(dest)
+            remove_path(old)
+    finally:
+        remove_path(tmp)
+    log.info("copied the published tree to %s", dest)

@@ -29,7 +29,6 @@ import hashlib
 import json
 import re
 import tempfile
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ from debian import deb822
 from builder.core import gpg
 from builder.core.aptindex import release_hashes
 from builder.core.digest import sha256_file
-from builder.core.download import DownloadError, download
 from builder.core.errors import PfbuildError
 from builder.publish.attestations import (
     BUILD_TYPE,
@@ -62,8 +60,9 @@ from builder.publish.attestations import (
 from builder.publish.cosign import Cosign, image_id_blob, verify_blob
 from builder.publish.dsse import verify_envelope
 from builder.publish.sbom import BomSubject, read_bom
-from builder.publish.tree import ATTESTATIONS_DIR, KEY_FILE_NAME, MANIFEST_NAME, tree_path
+from builder.publish.tree import ATTESTATIONS_DIR, KEY_FILE_NAME, MANIFEST_NAME
 from builder.publish.treecheck import index_text, verified_release
+from builder.publish.treefiles import TreeFiles
 
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 PACKAGES_NAMES = ("Packages", "Packages.gz", "Packages.bz2")
@@ -81,50 +80,6 @@ class Link:
     def line(self) -> str:
         """`ok  <link>` or `FAIL <link>: why`."""
         return f"ok  {self.name}" if self.ok else f"FAIL {self.name}: {self.why}"
-
-
-# ---- where the tree's files come from ---------------------------------------------------------
-
-
-class TreeFiles:
-    """A published tree's files by tree-relative path: a folder, or a URL fetched into tmp."""
-
-    def __init__(self, location: str, scratch: Path) -> None:
-        parts = urllib.parse.urlsplit(location)
-        self.remote = parts.scheme in ("http", "https")
-        if parts.scheme == "file":
-            location = urllib.parse.unquote(parts.path)
-        elif parts.scheme and not self.remote:
-            raise PfbuildError(
-                f"{location} is neither a folder nor an http(s):// or file:// URL",
-                fix="pass --repo with the repository's URL or a local copy of it",
-            )
-        self.base = location.rstrip("/") + "/" if self.remote else ""
-        self.root = scratch if self.remote else Path(location)
-        if not self.remote and not self.root.is_dir():
-            raise PfbuildError(f"{location} is not a folder", fix="pass the repository's folder")
-
-    def get(self, rel: str) -> Path | None:
-        """The file at `rel`, or None when the tree has none."""
-        path = tree_path(self.root, rel)
-        if not self.remote:
-            if not path.resolve().is_relative_to(self.root.resolve()):
-                raise PfbuildError(f"{rel} leads outside the tree")
-            return path if path.is_file() else None
-        if path.is_file():
-            return path
-        try:
-            download(self.base + urllib.parse.quote(rel), path)
-        except DownloadError as exc:
-            if exc.reason.startswith(("HTTP 404", "HTTP 410")):
-                return None
-            raise
-        return path
-
-    def read(self, rel: str) -> bytes | None:
-        """The bytes at `rel`, or None."""
-        path = self.get(rel)
-        return path.read_bytes() if path is not None else None
 
 
 # ---- the chain --------------------------------------------------------------------------------
@@ -151,6 +106,8 @@ class _State:
     statement: dict[str, Any] | None = None
     # variant -> (tag, config digest) of each image whose SBOM link held.
     attested_images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # variant -> the image SBOM whose link held.
+    image_boms: dict[str, BomSubject] = field(default_factory=dict)
 
     @contextmanager
     def link(self, name: str) -> Iterator[None]:
@@ -348,6 +305,7 @@ def _image_links(
             f"it describes {tag} {bom.sha256[:16]}..., not an image the provenance names",
         )
         state.attested_images[variant] = (tag, bom.sha256)
+        state.image_boms[variant] = bom
     with state.link(f"image signature {variant}"):
         _require(state.statement is not None, "the provenance is not verified")
         rel = f"{folder}/{image_statement_name(variant)}"
@@ -468,11 +426,13 @@ def verify_release(
     images: Sequence[str] = (),
     image_id_of: Callable[[str], str] | None = None,
     cosign: Callable[[], Cosign] | None = None,
+    boms: dict[str, BomSubject] | None = None,
 ) -> tuple[str, list[Link]]:
     """Check every link from the pinned key to the release's packages, SBOMs and images.
 
     `image_id_of` gives a local image's ID, `cosign` the cosign to verify its signature with;
-    both are asked only for `images`.
+    both are asked only for `images`. `boms`, when given, receives the image SBOMs whose links
+    held, by variant.
     """
     fpr = fingerprint.upper()
     if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", fpr):
@@ -501,4 +461,6 @@ def verify_release(
         for tag in images:
             _local_image_link(state, tag, image_id_of)
             _cosign_link(state, files, folder, tag, image_id_of, cosign, scratch)
+        if boms is not None:
+            boms.update(state.image_boms)
         return name, state.links

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,18 +56,6 @@ def served(published: Context) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def add_files(box: AptContainer, files: dict[str, bytes]) -> None:
-    """Put files under /etc/apt in the container, leaving what is there."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    box.ok("mkdir", "-p", "/etc/apt/keyrings", "/etc/apt/sources.list.d")
-    assert box.container.put_archive("/etc/apt", buf.getvalue())
-
-
 def test_apt_installs_our_postfix_and_mimalloc_with_only_our_key(
     published: Context, served: str, apt_container: AptContainer, target: Distribution
 ) -> None:
@@ -80,8 +66,7 @@ def test_apt_installs_our_postfix_and_mimalloc_with_only_our_key(
     assert "Signed-By: /etc/apt/keyrings/pfbuild.asc" in snippet
     # The distribution's own sources stay (postfix depends on its libraries); our repo is
     # trusted through our exported key alone.
-    add_files(
-        apt_container,
+    apt_container.add_files(
         {
             "keyrings/pfbuild.asc": (tree / KEY_FILE_NAME).read_bytes(),
             "sources.list.d/pfbuild.sources": snippet.encode(),

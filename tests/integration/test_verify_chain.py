@@ -29,6 +29,7 @@ from builder.model.distro import RESOLUTE, TRIXIE
 from builder.publish import serve
 from builder.publish.attestations import CosignSignatures, publish_attestations
 from builder.publish.cosign import Cosign, ensure_cosign_key, image_id_blob, sign_blob
+from builder.publish.history import History
 from builder.publish.signing import SigningKey
 from builder.publish.tree import refresh_tree
 from builder.publish.verify import verify_release
@@ -310,7 +311,7 @@ def test_attestations_survive_a_new_publish_and_a_second_release(
     # A publish makes the next generation from aptly's public tree: here, a copy of the live one.
     public = ctx.aptly_root / "public"
     shutil.copytree(first, public, ignore=shutil.ignore_patterns("attestations"))
-    live, changed = refresh_tree(ctx, demo.key, "file:///x/", {SUITE: "snap-2"})
+    live, changed = refresh_tree(ctx, demo.key, "file:///x/", {SUITE: "snap-2"}, History())
     assert changed and live != first
     assert (live / "attestations" / RELEASE / "provenance.dsse.json").read_bytes() == (
         first / "attestations" / RELEASE / "provenance.dsse.json"

@@ -60,32 +60,46 @@ def test_rebuild_runs_daily_and_on_demand_with_a_version() -> None:
 
 def test_rebuild_job_chain() -> None:
     jobs = _jobs((WORKFLOWS / "rebuild.yml").read_text())
-    assert list(jobs) == ["check-upstream", "matrix", "build", "publish", "image"]
-    assert "pfbuild check-upstream postfix --json" in jobs["check-upstream"]
-    assert "needs: check-upstream" in jobs["matrix"]
-    assert "if: needs.check-upstream.outputs.build == 'true'" in jobs["matrix"]
+    assert list(jobs) == ["check-updates", "matrix", "build", "publish", "deploy", "image"]
+    assert 'pfbuild check-updates --base "$PFBUILD_REPO_URL" --json' in jobs["check-updates"]
+    # An error of check-updates fails the run; only 0 and 10 are answers.
+    assert "0|10) ;;" in jobs["check-updates"]
+    assert "needs: check-updates" in jobs["matrix"]
+    assert "if: needs.check-updates.outputs.action == 'build'" in jobs["matrix"]
+    assert 'args+=(--base "$BASE")' in jobs["matrix"]
     assert "fromJSON(needs.matrix.outputs.matrix)" in jobs["build"]
-    assert "needs: [check-upstream, build]" in jobs["publish"]
-    assert "needs: [check-upstream, publish]" in jobs["image"]
+    assert 'rebuild=(--rebuild "$REBUILD")' in jobs["build"]
+    assert "needs: [check-updates, build]" in jobs["publish"]
+    assert 'base=(--base "$BASE")' in jobs["publish"]
+    assert '"${base[@]}" --to site' in jobs["publish"]
+    assert "actions/upload-pages-artifact@" in jobs["publish"]
+    assert "actions/deploy-pages@" in jobs["deploy"]
+    assert "pages: write" in jobs["deploy"] and "id-token: write" in jobs["deploy"]
+    # Images alone when only their base moved; after the deploy otherwise.
+    assert "needs.check-updates.outputs.action == 'image'" in jobs["image"]
+    assert "needs.deploy.result == 'success'" in jobs["image"]
     # Secrets cannot be tested in `if:`; the push goes through an env variable.
     assert "secrets." not in "".join(re.findall(r"if: .*", text := jobs["image"]))
     assert "if: env.REGISTRY != '' && env.REGISTRY_TOKEN != ''" in text
 
 
 def test_a_scheduled_publish_without_the_signing_secret_stops() -> None:
-    publish = _jobs((WORKFLOWS / "rebuild.yml").read_text())["publish"]
+    text = (WORKFLOWS / "rebuild.yml").read_text()
+    publish = _jobs(text)["publish"]
     require = publish.index("- name: Require the signing key")
-    assert "if: env.SIGNING_KEY == '' && !inputs.throwaway_key" in publish[require:]
+    assert "if: env.SIGNING_SECRET == '' && !inputs.throwaway_key" in publish[require:]
     assert publish.index("exit 1", require) < publish.index("pfbuild publish")
-    # The imported key must be the pinned one when the fingerprint variable is set.
-    assert "PINNED_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in publish
-    assert "PFBUILD_SIGNING_KEY=$PINNED_KEY" in publish
+    # The live key's fingerprint is pinned for every job: the imported secret must be that key,
+    # and every job that reads the live tree verifies it by that key.
+    assert "  PFBUILD_SIGNING_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in text
     assert "PFBUILD_SIGNING_KEY," in publish.split("pfbuild publish")[0].rsplit("sudo", 1)[1]
+    assert "PFBUILD_REQUIRE_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in _jobs(text)["image"]
 
 
 def test_every_job_that_runs_sbuild_or_mmdebstrap_lifts_the_userns_restriction() -> None:
     for name, job in _jobs((WORKFLOWS / "rebuild.yml").read_text()).items():
-        builds = "pfbuild\n" in job and re.search(r"^\s+(build|image) ", job, re.MULTILINE)
+        # check-updates bootstraps today's base image to compare the published one with it.
+        builds = re.search(r"pfbuild\s+(build|image|check-updates) ", job)
         assert bool(builds) == (USERNS in job), name
         if builds:
             assert job.index(USERNS) < job.index("scripts/setup-host.sh"), name
@@ -124,7 +138,9 @@ def _pfbuild_calls(text: str) -> list[list[str]]:
     calls = []
     for script in _run_scripts(re.sub(r"\$\{\{[^}]*\}\}", "X", text)):
         for match in re.finditer(r"\.venv/bin/pfbuild ([^\n|;&>)]*)", script):
-            calls.append(shlex.split(match.group(1)))
+            # A bash array ("${args[@]}") holds options its script builds; they are not parsed.
+            words = shlex.split(match.group(1))
+            calls.append([w for w in words if not re.fullmatch(r"\$\{\w+\[@\]\}", w)])
     return calls
 
 
@@ -132,7 +148,7 @@ def test_every_pfbuild_call_in_the_workflows_parses(capsys: pytest.CaptureFixtur
     parser = build_parser()
     calls = [c for p in sorted(WORKFLOWS.glob("*.yml")) for c in _pfbuild_calls(p.read_text())]
     assert {c[0] for c in calls} >= {
-        "check-upstream",
+        "check-updates",
         "matrix",
         "build",
         "check",
@@ -151,5 +167,5 @@ def test_builds_meet_again_through_verified_artifacts() -> None:
     assert "path: ${{ env.PFBUILD_WORKSPACE }}/artifacts/" in jobs["build"]
     assert "merge-multiple: true" in jobs["publish"]
     assert "pfbuild publish --from incoming" in jobs["publish"]
-    assert re.search(r"pfbuild\s+image --from apt-repository ", jobs["image"])
+    assert re.search(r'pfbuild\s+image --from "\$PFBUILD_REPO_URL" ', jobs["image"])
     assert "PFBUILD_REQUIRE_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in jobs["image"]

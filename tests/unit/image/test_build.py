@@ -73,6 +73,12 @@ def test_tags_without_and_with_registry() -> None:
         "registry.example:5000/postfix:ubuntu",
         "registry.example:5000/postfix:3.11.6-ubuntu",
     ]
+    # A scheduled image rebuild on a newer base gets a tag of its own.
+    assert image.image_tags("postfix", "3.11.6", "debian", date="20261202")[2:] == [
+        "postfix:3.11.6-debian-20261202"
+    ]
+    with pytest.raises(PfbuildError, match="is not YYYYMMDD"):
+        image.ImageConfig(date_tag="2026-12-02")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from builder.pipeline.provenance import (
     provenance_predicate,
     templates_sha256,
 )
-from builder.pipeline.release import templates_digest
+from builder.pipeline.revisions import templates_digest
 from builder.publish.attestations import (
     BUILD_TYPE,
     SLSA_PREDICATE_TYPE,

@@ -18,7 +18,7 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.core.lock import workspace_lock
 from builder.model.distro import RESOLUTE, TRIXIE
-from builder.publish import aptly, inputs, tree
+from builder.publish import aptly, history, inputs, tree
 from builder.publish import repo as publish
 from builder.publish.signing import SigningConfig, ensure_signing_key, stop_agent
 from tests.fixtures.builds import make_build, make_deb, write_verdict
@@ -234,20 +234,44 @@ def test_wait_for_later_second_moves_past_the_previous_date() -> None:
 # ---- history ----------------------------------------------------------------------------------
 
 
-def test_history_reconciles_and_rolls_back() -> None:
-    history = {"trixie": ["s1", "s2"]}
-    publish.reconcile_history(history, {"trixie": "s3", "resolute": "r1"})
-    assert history == {"trixie": ["s1", "s2", "s3"], "resolute": ["r1"]}
-    publish.reconcile_history(history, {"trixie": "s3"})
-    assert history["trixie"] == ["s1", "s2", "s3"]
-    assert publish.rollback_target(history, "trixie") == "s2"
-    with pytest.raises(PfbuildError, match="no earlier snapshot"):
-        publish.rollback_target(history, "resolute")
+def _keys(*versions: str) -> dict[str, str]:
+    return {f"pkg_{v}_amd64": f"{n:064x}" for n, v in enumerate(versions)}
 
 
-def test_history_round_trips(ctx: Context) -> None:
-    publish.write_history(ctx, {"trixie": ["a", "b"]})
-    assert publish.read_history(ctx) == {"trixie": ["a", "b"]}
+def test_retention_keeps_the_newest_versions_by_dpkg_order() -> None:
+    packages = {**_keys("1.0-1+pf1", "1.0-1+pf10", "1.0-1+pf2", "1:0.1-1"), "doc_1.0_all": "0" * 64}
+    kept = history.keep_newest(packages, 2)
+    assert sorted(kept) == ["doc_1.0_all", "pkg_1.0-1+pf10_amd64", "pkg_1:0.1-1_amd64"]
+    with pytest.raises(PfbuildError, match="would keep nothing"):
+        history.keep_newest(packages, 0)
+
+
+def test_rollback_goes_back_through_replaced_states_and_never_forward() -> None:
+    suite = history.SuiteHistory()
+    suite.record(history.State("d1", "publish", _keys("1"), None))
+    suite.record(history.State("d2", "publish", _keys("1", "2"), 0))
+    index, state = suite.rollback_state("trixie")
+    assert (index, state.date) == (0, "d1")
+    suite.record(history.State("d3", "rollback", dict(state.packages), state.previous))
+    with pytest.raises(PfbuildError, match="no earlier state to roll back to"):
+        suite.rollback_state("trixie")
+    # Every file ever published stays known, with its hash: version 2 may not come back changed.
+    assert history.conflicts(suite, {"pkg_2_amd64": "f" * 64}) == ["pkg_2_amd64"]
+    assert history.conflicts(suite, _keys("1", "2")) == []
+
+
+def test_history_round_trips_and_a_malformed_one_is_refused() -> None:
+    h = history.History()
+    h.suite("trixie").record(history.State("d1", "publish", _keys("1"), None))
+    history.record_builds(h.suite("trixie"), [("pkg", "1", {"templates": "abc"})])
+    data = json.loads(h.payload())
+    assert history.History.from_json(data, "h").as_json() == data
+    data["suites"]["trixie"]["states"][0]["previous"] = 0
+    with pytest.raises(PfbuildError, match="replaces a later state"):
+        history.History.from_json(data, "h")
+    data["suites"]["trixie"]["files"]["x_1_all"] = "not a hash"
+    with pytest.raises(PfbuildError, match="h is malformed"):
+        history.History.from_json(data, "h")
 
 
 # ---- the served tree --------------------------------------------------------------------------
@@ -314,7 +338,9 @@ def test_refresh_tree_flips_generations_and_keeps_two(ctx: Context) -> None:
         for n in range(1, 5):
             remove_path(public)
             _fake_public(public.parent, f"gen{n}")
-            live, changed = tree.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": f"s{n}"})
+            live, changed = tree.refresh_tree(
+                ctx, key, "http://127.0.0.1:1/", {"trixie": f"s{n}"}, history.History()
+            )
             assert changed
             seen.append(live.name)
             link = ctx.apt_tree
@@ -324,7 +350,9 @@ def test_refresh_tree_flips_generations_and_keeps_two(ctx: Context) -> None:
             assert "Suites: trixie" in (link / "pfbuild-trixie.sources").read_text()
         assert seen == ["apt.1", "apt.2", "apt.3", "apt.4"]
         assert sorted(p.name for p in ctx.dist_dir.iterdir()) == ["apt", "apt.3", "apt.4"]
-        again, changed = tree.refresh_tree(ctx, key, "http://127.0.0.1:1/", {"trixie": "s4"})
+        again, changed = tree.refresh_tree(
+            ctx, key, "http://127.0.0.1:1/", {"trixie": "s4"}, history.History()
+        )
         assert (again.name, changed) == ("apt.4", False)
     finally:
         stop_agent(ctx, key)
@@ -374,3 +402,21 @@ def test_cli_with_nothing_built_says_so(ctx: Context, capsys: pytest.CaptureFixt
     assert main(["--workspace", str(ctx.workspace), "publish"]) == 3
     assert "nothing to publish" in capsys.readouterr().err
     assert not ctx.apt_tree.exists()
+
+
+def test_export_tree_replaces_the_folder_in_one_step(tmp_path: Path) -> None:
+    first, second, dest = tmp_path / "one", tmp_path / "two", tmp_path / "site"
+    for tree_dir, text in ((first, "1"), (second, "2")):
+        (tree_dir / "dists").mkdir(parents=True)
+        (tree_dir / "dists" / "file").write_text(text)
+        (tree_dir / "link").symlink_to("dists/file")
+    tree.export_tree(first, dest)
+    assert (dest / "link").read_text() == "1" and (dest / "link").is_symlink()
+    inode = dest.stat().st_ino
+    tree.export_tree(second, dest)
+    assert (dest / "dists" / "file").read_text() == "2"
+    assert dest.stat().st_ino != inode, "a new folder took the old one's name"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "site", "two"]
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(PfbuildError, match="is not a folder"):
+        tree.export_tree(first, tmp_path / "plain")

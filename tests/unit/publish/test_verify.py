@@ -12,7 +12,8 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.publish.attestations import index_with, read_index
 from builder.publish.tree import extend_tree, flip_link, tree_path
-from builder.publish.verify import Link, TreeFiles, choose_release, image_subjects
+from builder.publish.treefiles import TreeFiles
+from builder.publish.verify import Link, choose_release, image_subjects
 
 pytestmark = pytest.mark.unit
 

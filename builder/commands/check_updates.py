@@ -1,0 +1,143 @@
+"""`pfbuild check-updates`: does the live repository need a rebuild, and why?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+
+from builder.bootstrap.buildenv import ensure_base_image
+from builder.commands.common import (
+    add_base_argument,
+    add_listing_arguments,
+    add_target_argument,
+    selected_targets,
+)
+from builder.commands.exits import Exit
+from builder.core.context import Context
+from builder.core.engine import docker_client
+from builder.core.errors import PfbuildError
+from builder.image.sbom import image_packages_installed
+from builder.model.distro import Distribution
+from builder.model.loader import load_recipe
+from builder.pipeline import triggers
+from builder.pipeline.release import release_builds
+from builder.pipeline.request import ReleaseRequest
+from builder.pipeline.updates import check_upstream, newest_from_debian
+from builder.publish.attestations import release_name
+from builder.publish.live import pinned_fingerprint, read_live
+from builder.publish.sbom import BomSubject
+from builder.publish.verify import verify_release
+
+NAME = "check-updates"
+HELP = (
+    "say whether the live repository needs a rebuild and why (newer upstream or Debian "
+    f"packaging, changed inputs, image base updates, age); exit 0 when it does, "
+    f"{int(Exit.NOTHING_TO_DO)} when not"
+)
+
+log = logging.getLogger("pfbuild")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_base_argument(parser, "what is compared")
+    parser.add_argument("--recipe", default="postfix", help="the main recipe (default postfix)")
+    add_target_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=triggers.KINDS,
+        help="check only this kind of reason (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--max-age-days",
+        dest="rebuild_age_days",
+        type=float,
+        default=triggers.DEFAULT_MAX_AGE_DAYS,
+        metavar="DAYS",
+        help="rebuild when the newest publish is older (default %(default)g)",
+    )
+    add_listing_arguments(parser)
+
+
+def _base_packages(ctx: Context) -> Callable[[Distribution], Mapping[str, str]]:
+    def packages(dist: Distribution) -> Mapping[str, str]:
+        tag = ensure_base_image(ctx, dist)
+        records = image_packages_installed(docker_client(ctx), tag)
+        return {r.name: r.version for r in records}
+
+    return packages
+
+
+def _image_boms(ctx: Context, location: str, release: str) -> dict[str, BomSubject]:
+    boms: dict[str, BomSubject] = {}
+    fingerprint = pinned_fingerprint(ctx, os.environ)
+    name, links = verify_release(location, fingerprint, release=release, boms=boms)
+    failed = [link for link in links if not link.ok]
+    if failed:
+        raise PfbuildError(
+            f"the live release {name} does not verify: {failed[0].name}: {failed[0].why}",
+            "the image SBOM it holds cannot be believed",
+            f"run `pfbuild verify --repo {location} --key {fingerprint}` for every link",
+        )
+    return boms
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.base is None:
+        raise PfbuildError(
+            "check-updates needs the live repository",
+            fix="pass --base URL|DIR (what clients use), or set PFBUILD_BASE",
+        )
+    if args.rebuild_age_days < 0:
+        raise PfbuildError("--max-age-days must not be negative", fix="pass a number of days")
+    kinds = set(args.only or triggers.KINDS)
+    recipe = load_recipe(args.recipe)
+    targets = selected_targets(ctx, args)
+    live = read_live(ctx, args.base, os.environ)
+    published = triggers.published_release(live, recipe)
+    version = published
+    reasons: list[triggers.Reason] = []
+    if "upstream" in kinds:
+        listings = tuple(args.listing_url) or recipe.release_listings
+        found = check_upstream(
+            ctx, recipe, listings, timeout=args.timeout, fallback=newest_from_debian
+        )
+        reason = triggers.upstream_reason(published, found.version, found.found_at)
+        if reason is not None:
+            reasons.append(reason)
+            version = found.version
+    if version is None:
+        raise PfbuildError(
+            f"the live repository holds no {recipe.name} {recipe.series}.N",
+            "there is nothing to compare with",
+            "publish a first release (`pfbuild release VERSION`), or check with --only upstream",
+        )
+    if "packaging" in kinds and published is not None:
+        reason = triggers.packaging_reason(
+            recipe, published, triggers.debian_packaging(ctx, recipe)
+        )
+        if reason is not None:
+            reasons.append(reason)
+    if "inputs" in kinds and published is not None:
+        request = ReleaseRequest(recipe.name, published, tuple(targets), ())
+        reasons += triggers.inputs_reasons(live, release_builds(request), targets)
+    if "image-base" in kinds and published is not None:
+        boms = _image_boms(ctx, args.base, release_name(recipe.name, published))
+        reasons += triggers.image_reasons(boms, targets, _base_packages(ctx))
+    if "age" in kinds:
+        reason = triggers.age_reason(live, args.rebuild_age_days)
+        if reason is not None:
+            reasons.append(reason)
+    result = triggers.UpdateCheck(recipe.name, version, published, tuple(reasons))
+    if args.json:
+        print(json.dumps(result.as_json(), sort_keys=True))
+    else:
+        for reason in result.reasons:
+            print(f"{reason.kind:12}{reason.action:7}{reason.evidence}")
+        print(f"{result.action:19}{recipe.name} {version} (published: {published or 'nothing'})")
+    return Exit.OK if result.action != "none" else Exit.NOTHING_TO_DO
