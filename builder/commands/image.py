@@ -8,7 +8,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from builder.core.atomic import remove_path
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.image import build as image
@@ -132,13 +132,13 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             fix="add --from TREE, or drop --require-key",
         )
     if args.from_tree:
-        tree = Path(args.from_tree)
-        if urllib.parse.urlsplit(args.from_tree).scheme in ("http", "https"):
-            tree = ctx.tmp_dir / "from-tree"
-            remove_path(tree)
-            fetch_tree(args.from_tree, tree)
-        verified = verify_tree(tree, args.require_key)
-        install_tree(ctx, verified.path)
+        with pid_temp_dir(ctx.tmp_dir, "from-") as scratch:
+            tree = Path(args.from_tree)
+            if urllib.parse.urlsplit(args.from_tree).scheme in ("http", "https"):
+                tree = scratch / "tree"
+                fetch_tree(args.from_tree, tree)
+            verified = verify_tree(tree, args.require_key)
+            install_tree(ctx, verified.path)
         print(
             f"tree    verified {verified.path} "
             f"({verified.debs} packages, key {verified.fingerprint})"

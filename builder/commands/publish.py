@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from builder.commands.common import add_base_argument, add_target_argument, selected_targets
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.model.distro import TARGETS
+from builder.model.distro import TARGETS, Distribution
 from builder.pipeline.revisions import published_inputs
 from builder.publish import repo as publish
 from builder.publish import serve, signing
@@ -17,7 +18,7 @@ from builder.publish.aptly import ORIGIN
 from builder.publish.artifact import find_artifacts, verify_artifacts
 from builder.publish.handoff import import_verified
 from builder.publish.history import DEFAULT_KEEP
-from builder.publish.live import fetch_live
+from builder.publish.live import LiveTree, fetch_live
 from builder.publish.tree import export_tree, live_generation
 
 NAME = "publish"
@@ -191,34 +192,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         )
     key = signing.ensure_signing_key(ctx, config)
     try:
-        # The live tree must be signed by the key that signs this publish: clients pinned it.
-        base = fetch_live(args.base, ctx.tmp_dir / "live", key.fingerprint) if args.base else None
-        if args.rollback:
-            publish.check_rollback(ctx, args.rollback, key, base)
-            when = publish.rollback_suite(ctx, args.rollback, key, options, base)
-            print(f"{args.rollback:10}rolled back to the state published {when}")
-        else:
-            recipe, version = args.recipe, args.version
-            states = publish.publish_repo(
-                ctx,
-                targets,
-                key,
-                options,
-                recipe=recipe,
-                version=version,
-                builds=builds,
-                base=base,
-                inputs=published_inputs(targets, builds or [(recipe, version)]),
-            )
-            if not states:
-                raise PfbuildError(
-                    "nothing to publish",
-                    f"no build results for {', '.join(t.name for t in targets)} in {ctx.workspace}",
-                    "run `pfbuild build RECIPE VERSION` (and `pfbuild check`) first",
-                )
-            for state in states:
-                verb = "published" if state.changed else "unchanged"
-                print(f"{state.suite:10}{verb:10}{state.snapshot} ({len(state.packages)} packages)")
+        with pid_temp_dir(ctx.tmp_dir, "live-") as scratch:
+            # The live tree must be signed by the key that signs this publish: clients pinned it.
+            base = fetch_live(args.base, scratch / "tree", key.fingerprint) if args.base else None
+            _publish(ctx, args, key, base, options, targets, builds)
     finally:
         signing.stop_agent(ctx, key)
     print(f"tree      {ctx.apt_tree} (key {key.fingerprint})")
@@ -228,3 +205,41 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             export_tree(live, args.to)
             print(f"copied to {args.to}")
     return 0
+
+
+def _publish(
+    ctx: Context,
+    args: argparse.Namespace,
+    key: signing.SigningKey,
+    base: LiveTree | None,
+    options: publish.PublishOptions,
+    targets: list[Distribution],
+    builds: list[tuple[str, str]],
+) -> None:
+    """Publish the builds, or roll back, on top of `base` (None: the workspace's own tree)."""
+    if args.rollback:
+        publish.check_rollback(ctx, args.rollback, key, base)
+        when = publish.rollback_suite(ctx, args.rollback, key, options, base)
+        print(f"{args.rollback:10}rolled back to the state published {when}")
+        return
+    recipe, version = args.recipe, args.version
+    states = publish.publish_repo(
+        ctx,
+        targets,
+        key,
+        options,
+        recipe=recipe,
+        version=version,
+        builds=builds,
+        base=base,
+        inputs=published_inputs(targets, builds or [(recipe, version)]),
+    )
+    if not states:
+        raise PfbuildError(
+            "nothing to publish",
+            f"no build results for {', '.join(t.name for t in targets)} in {ctx.workspace}",
+            "run `pfbuild build RECIPE VERSION` (and `pfbuild check`) first",
+        )
+    for state in states:
+        verb = "published" if state.changed else "unchanged"
+        print(f"{state.suite:10}{verb:10}{state.snapshot} ({len(state.packages)} packages)")

@@ -22,6 +22,7 @@ from builder.check.stage import (
     config_gate_target,
     lifecycle_target,
 )
+from builder.core.atomic import pid_temp_dir
 from builder.core.checkout import git_revision
 from builder.core.context import Context
 from builder.core.digest import file_entry
@@ -148,21 +149,23 @@ def publish_runner(
         key = signing.ensure_signing_key(ctx, signing.SigningConfig.from_env(os.environ))
         try:
             options = publish.PublishOptions(url=request.repo_url)
-            # Fetched again, not the tree the plan read: another run may have published since.
-            base = (
-                fetch_live(request.base, ctx.tmp_dir / "live", key.fingerprint)
-                if request.base
-                else None
-            )
-            states = publish.publish_repo(
-                ctx,
-                request.targets,
-                key,
-                options,
-                builds=builds,
-                base=base,
-                inputs=published_inputs(request.targets, builds, request.rebuilds),
-            )
+            with pid_temp_dir(ctx.tmp_dir, "live-") as scratch:
+                # Fetched again, not the tree the plan read: another run may have published
+                # since.
+                base = (
+                    fetch_live(request.base, scratch / "tree", key.fingerprint)
+                    if request.base
+                    else None
+                )
+                states = publish.publish_repo(
+                    ctx,
+                    request.targets,
+                    key,
+                    options,
+                    builds=builds,
+                    base=base,
+                    inputs=published_inputs(request.targets, builds, request.rebuilds),
+                )
         finally:
             signing.stop_agent(ctx, key)
         tree = ctx.apt_tree.resolve()

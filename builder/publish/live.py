@@ -22,6 +22,7 @@ from debian import deb822
 
 from builder.core import gpg, run
 from builder.core.aptindex import dearmor_cmdline, release_hashes
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.publish.history import HISTORY_NAME, History, State, read_signed_history
@@ -204,5 +205,8 @@ def pinned_fingerprint(ctx: Context, environ: Mapping[str, str]) -> str:
 
 
 def read_live(ctx: Context, location: str, environ: Mapping[str, str]) -> LiveTree:
-    """The verified live repository at `location`, pinned as `pinned_fingerprint` says."""
-    return fetch_live(location, ctx.tmp_dir / "live", pinned_fingerprint(ctx, environ))
+    """What the live repository at `location` holds (index and history), verified as
+    `pinned_fingerprint` says; its files are gone when this returns (nothing reads them)."""
+    fingerprint = pinned_fingerprint(ctx, environ)
+    with pid_temp_dir(ctx.tmp_dir, "live-") as scratch:
+        return fetch_live(location, scratch / "tree", fingerprint)

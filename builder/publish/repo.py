@@ -155,7 +155,15 @@ def _publishing(
     with workspace_lock(ctx.publish_lock, "publish", timeout=options.lock_timeout, fix=fix):
         clean_leftovers(ctx)
         aptly = Aptly(write_aptly_config(ctx), key)
-        local = _local_tree(ctx, key)
+        try:
+            local = _local_tree(ctx, key)
+        except PfbuildError as exc:
+            if base is None:
+                raise
+            # The live tree decides; this workspace's old one (another key, a killed run) is
+            # only replaced.
+            log.warning("the workspace's own tree is not used: %s", exc.one_line())
+            local = None
         live = base or local
         history = live.history if live else History()
         local_sets = (
