@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from builder.bootstrap.buildenv import ensure_base_image
 from builder.commands.common import (
@@ -16,6 +17,7 @@ from builder.commands.common import (
     selected_targets,
 )
 from builder.commands.exits import Exit
+from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
@@ -24,10 +26,9 @@ from builder.model.distro import Distribution
 from builder.model.loader import load_recipe
 from builder.pipeline import triggers
 from builder.pipeline.release import release_builds
-from builder.pipeline.request import ReleaseRequest
 from builder.pipeline.updates import check_upstream, newest_from_debian
 from builder.publish.attestations import release_name
-from builder.publish.live import pinned_fingerprint, read_live
+from builder.publish.live import LiveTree, fetch_live, pinned_fingerprint
 from builder.publish.sbom import BomSubject
 from builder.publish.verify import verify_release
 
@@ -73,10 +74,11 @@ def _base_packages(ctx: Context) -> Callable[[Distribution], Mapping[str, str]]:
     return packages
 
 
-def _image_boms(ctx: Context, location: str, release: str) -> dict[str, BomSubject]:
+def _image_boms(
+    location: str, fingerprint: str, release: str, cache: Path
+) -> dict[str, BomSubject]:
     boms: dict[str, BomSubject] = {}
-    fingerprint = pinned_fingerprint(ctx, os.environ)
-    name, links = verify_release(location, fingerprint, release=release, boms=boms)
+    name, links = verify_release(location, fingerprint, release=release, boms=boms, cache=cache)
     failed = [link for link in links if not link.ok]
     if failed:
         raise PfbuildError(
@@ -87,18 +89,17 @@ def _image_boms(ctx: Context, location: str, release: str) -> dict[str, BomSubje
     return boms
 
 
-def run(ctx: Context, args: argparse.Namespace) -> int:
-    if args.base is None:
-        raise PfbuildError(
-            "check-updates needs the live repository",
-            fix="pass --base URL|DIR (what clients use), or set PFBUILD_BASE",
-        )
-    if args.rebuild_age_days < 0:
-        raise PfbuildError("--max-age-days must not be negative", fix="pass a number of days")
+def _check(
+    ctx: Context,
+    args: argparse.Namespace,
+    live: LiveTree,
+    fingerprint: str,
+    tree: Path,
+) -> triggers.UpdateCheck:
+    """Every reason of the kinds asked for; `tree` holds the live files already fetched."""
     kinds = set(args.only or triggers.KINDS)
     recipe = load_recipe(args.recipe)
     targets = selected_targets(ctx, args)
-    live = read_live(ctx, args.base, os.environ)
     published = triggers.published_release(live, recipe)
     version = published
     reasons: list[triggers.Reason] = []
@@ -117,27 +118,46 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "there is nothing to compare with",
             "publish a first release (`pfbuild release VERSION`), or check with --only upstream",
         )
-    if "packaging" in kinds and published is not None:
+    if published is None:  # only the upstream check has something to compare with
+        return triggers.UpdateCheck(recipe.name, version, published, tuple(reasons))
+    if "packaging" in kinds:
         reason = triggers.packaging_reason(
             recipe, published, triggers.debian_packaging(ctx, recipe)
         )
         if reason is not None:
             reasons.append(reason)
-    if "inputs" in kinds and published is not None:
-        request = ReleaseRequest(recipe.name, published, tuple(targets), ())
-        reasons += triggers.inputs_reasons(live, release_builds(request), targets)
-    if "image-base" in kinds and published is not None:
-        boms = _image_boms(ctx, args.base, release_name(recipe.name, published))
+    if "inputs" in kinds:
+        builds = release_builds(recipe.name, published)
+        reasons += triggers.inputs_reasons(live, builds, targets)
+    if "image-base" in kinds:
+        release = release_name(recipe.name, published)
+        boms = _image_boms(args.base, fingerprint, release, cache=tree)
         reasons += triggers.image_reasons(boms, targets, _base_packages(ctx))
     if "age" in kinds:
         reason = triggers.age_reason(live, args.rebuild_age_days)
         if reason is not None:
             reasons.append(reason)
-    result = triggers.UpdateCheck(recipe.name, version, published, tuple(reasons))
+    return triggers.UpdateCheck(recipe.name, version, published, tuple(reasons))
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.base is None:
+        raise PfbuildError(
+            "check-updates needs the live repository",
+            fix="pass --base URL|DIR (what clients use), or set PFBUILD_BASE",
+        )
+    if args.rebuild_age_days < 0:
+        raise PfbuildError("--max-age-days must not be negative", fix="pass a number of days")
+    fingerprint = pinned_fingerprint(ctx, os.environ)
+    with pid_temp_dir(ctx.tmp_dir, "live-") as scratch:
+        tree = scratch / "tree"
+        live = fetch_live(args.base, tree, fingerprint)
+        result = _check(ctx, args, live, fingerprint, tree)
     if args.json:
         print(json.dumps(result.as_json(), sort_keys=True))
     else:
         for reason in result.reasons:
             print(f"{reason.kind:12}{reason.action:7}{reason.evidence}")
-        print(f"{result.action:19}{recipe.name} {version} (published: {published or 'nothing'})")
+        published = result.published or "nothing"
+        print(f"{result.action:19}{result.recipe} {result.version} (published: {published})")
     return Exit.OK if result.action != "none" else Exit.NOTHING_TO_DO

@@ -13,6 +13,7 @@ from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS
 from builder.model.loader import load_recipe
+from builder.pipeline.release import release_builds
 from builder.pipeline.revisions import Revision, plan_revisions
 from builder.publish.live import read_live
 
@@ -79,10 +80,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     matrix = release_matrix(args.recipe, args.version)
     if args.base:
         live = read_live(ctx, args.base, os.environ)
-        builds = [
-            (load_recipe(n), v)
-            for n, v in dict.fromkeys((j["recipe"], j["version"]) for j in matrix["include"])
-        ]
+        version = next(j["version"] for j in matrix["include"] if j["recipe"] == args.recipe)
+        builds = release_builds(args.recipe, version)
         revisions = plan_revisions(
             live.history, builds, list(TARGETS.values()), force=args.force_rebuild
         )

@@ -6,7 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from builder.commands.common import add_base_argument, add_target_argument, selected_targets
+from builder.commands.common import (
+    add_base_argument,
+    add_target_argument,
+    positive_int,
+    selected_targets,
+)
 from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
@@ -54,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep",
-        type=int,
+        type=positive_int,
         default=DEFAULT_KEEP,
         metavar="N",
         help="versions of each package a suite keeps in its index (default %(default)s)",
@@ -218,7 +223,6 @@ def _publish(
 ) -> None:
     """Publish the builds, or roll back, on top of `base` (None: the workspace's own tree)."""
     if args.rollback:
-        publish.check_rollback(ctx, args.rollback, key, base)
         when = publish.rollback_suite(ctx, args.rollback, key, options, base)
         print(f"{args.rollback:10}rolled back to the state published {when}")
         return

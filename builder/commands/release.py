@@ -126,7 +126,9 @@ def live_revisions(ctx: Context, request: ReleaseRequest, *, force: bool) -> lis
     if request.base is None:
         return []
     live = read_live(ctx, request.base, os.environ)
-    return plan_revisions(live.history, release_builds(request), request.targets, force=force)
+    return plan_revisions(
+        live.history, release_builds(request.recipe, request.version), request.targets, force=force
+    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:

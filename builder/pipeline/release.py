@@ -70,17 +70,17 @@ from builder.publish import repo as publish
 log = logging.getLogger("pfbuild")
 
 
-def release_builds(request: ReleaseRequest) -> list[tuple[Recipe, str]]:
+def release_builds(recipe: str, version: str) -> list[tuple[Recipe, str]]:
     """The recipes a release builds (the main one and its companions), with their versions."""
-    main = load_recipe(request.recipe)
-    recipes: list[tuple[Recipe, str]] = [(main, request.version)]
+    main = load_recipe(recipe)
+    recipes: list[tuple[Recipe, str]] = [(main, version)]
     recipes += [(load_recipe(name), version) for name, version in main.companions]
     return recipes
 
 
 def release_actions(ctx: Context, request: ReleaseRequest) -> list[Action]:
     """The release graph, in execution order (a pure function of recipes and the request)."""
-    recipes = release_builds(request)
+    recipes = release_builds(request.recipe, request.version)
     # What cannot be built is refused here, before a plan exists (dry runs included).
     for recipe, version in recipes:
         for note in recipe.release_notes(version):

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from builder.build import depschroot, sbuild, stage, stagedir
 from builder.core import unpack
 from builder.core.digest import code_digest, data_digest
-from builder.core.errors import PfbuildError
 from builder.model import version as version_scheme
 from builder.model.distro import Distribution
-from builder.model.loader import load_recipe
+from builder.model.loader import available_recipes, load_recipe
 from builder.model.recipe import Recipe
 from builder.model.version import target_version
 from builder.pipeline.provenance import templates_sha256
@@ -70,13 +69,12 @@ def published_inputs(
 ) -> dict[str, list[tuple[str, str, Mapping[str, str]]]]:
     """Per suite, the (source, Debian version, inputs) of the named builds, for the history."""
     found: dict[str, list[tuple[str, str, Mapping[str, str]]]] = {}
+    known = set(available_recipes())
     for name, version in builds:
-        if name is None or version is None:
+        # A build of no recipe of this checkout has nothing to compare with later.
+        if name is None or version is None or name not in known:
             continue
-        try:
-            recipe = load_recipe(name)
-        except PfbuildError:
-            continue  # a build of no recipe of this checkout: nothing to compare with later
+        recipe = load_recipe(name)
         for dist in targets:
             if dist.name not in recipe.binary_packages:
                 continue

@@ -17,13 +17,13 @@ builder.publish.verify), never from a file that only says so.
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from debian import deb822
 from debian.debian_support import Version
 
 from builder.core.context import Context
@@ -32,8 +32,8 @@ from builder.fetch.archive import ArchiveChain
 from builder.model.distro import Distribution
 from builder.model.recipe import Recipe
 from builder.pipeline.revisions import plan_revisions
-from builder.pipeline.updates import in_series, release_key, release_of
-from builder.publish.history import split_key
+from builder.pipeline.updates import debian_versions, in_series, release_key, release_of
+from builder.publish.history import DATE_FORMAT, split_key
 from builder.publish.live import LiveTree
 from builder.publish.sbom import BomSubject
 
@@ -97,19 +97,6 @@ def upstream_reason(published: str | None, newest: str, found_at: str) -> Reason
         return None
     had = f"the published {published}" if published else "nothing published"
     return Reason("upstream", "build", f"{newest} at {found_at}, newer than {had}")
-
-
-def debian_versions(index_text: str, package: str) -> list[str]:
-    """Every Version of source `package` in a Sources index, newest first."""
-    marker = f"Package: {package}\n"
-    found = set()
-    for para_text in index_text.split("\n\n"):
-        if not para_text.startswith(marker) and f"\n{marker}" not in para_text:
-            continue
-        para = deb822.Sources(para_text)
-        if para.get("Package") == package and "Version" in para:
-            found.add(para["Version"])
-    return sorted(found, key=Version, reverse=True)
 
 
 def packaging_reason(recipe: Recipe, release: str, versions: Sequence[str]) -> Reason | None:
@@ -193,7 +180,7 @@ def age_reason(live: LiveTree, max_age_days: float, now: float | None = None) ->
         return None
     newest = max(dates)
     try:
-        then = time.mktime(time.strptime(newest, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        then = calendar.timegm(time.strptime(newest, DATE_FORMAT))
     except ValueError:
         raise PfbuildError(f"the live history has an unreadable date {newest!r}") from None
     age = ((time.time() if now is None else now) - then) / 86400

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from debian import deb822
+from debian.debian_support import Version
 
 from builder.core.context import Context
 from builder.core.download import DEFAULT_TIMEOUT, DownloadError, fetch_bytes
@@ -82,8 +83,8 @@ def listing_versions(text: str, package: str, series: str) -> list[str]:
     return sorted(found, key=release_key, reverse=True)
 
 
-def sources_versions(index_text: str, package: str, series: str) -> list[str]:
-    """Every release of `series` a Sources index has for source `package`, newest first."""
+def debian_versions(index_text: str, package: str) -> list[str]:
+    """Every Version of source `package` in a Sources index, newest first."""
     marker = f"Package: {package}\n"
     found: set[str] = set()
     # A full parse of a whole Sources index is slow; pick the paragraphs by name first.
@@ -91,11 +92,15 @@ def sources_versions(index_text: str, package: str, series: str) -> list[str]:
         if not para_text.startswith(marker) and f"\n{marker}" not in para_text:
             continue
         para = deb822.Sources(para_text)
-        if para.get("Package") != package or "Version" not in para:
-            continue
-        release = release_of(para["Version"])
-        if release is not None and in_series(release, series):
-            found.add(release)
+        if para.get("Package") == package and "Version" in para:
+            found.add(para["Version"])
+    return sorted(found, key=Version, reverse=True)
+
+
+def sources_versions(index_text: str, package: str, series: str) -> list[str]:
+    """Every release of `series` a Sources index has for source `package`, newest first."""
+    releases = {release_of(v) for v in debian_versions(index_text, package)}
+    found = {r for r in releases if r is not None and in_series(r, series)}
     return sorted(found, key=release_key, reverse=True)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ HISTORY_NAME = "pfbuild-history.json"
 PAYLOAD_TYPE = "application/vnd.pfbuild.repository-history+json"
 SCHEMA_VERSION = 1
 DEFAULT_KEEP = 3
+# When a state was published (UTC), as the history writes it.
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _KEYED_SHA256 = {"type": "object", "additionalProperties": SHA256}
 HISTORY_SCHEMA: dict[str, Any] = {
@@ -220,18 +222,6 @@ def keep_newest(packages: Mapping[str, str], keep: int) -> dict[str, str]:
 def conflicts(history: SuiteHistory, new: Mapping[str, str]) -> list[str]:
     """New package keys the suite once published with other content."""
     return sorted(k for k, sha in new.items() if history.files.get(k, sha) != sha)
-
-
-def with_state(history: SuiteHistory, state: State) -> SuiteHistory:
-    """A copy of `history` with `state` recorded (the original stays as it was)."""
-    copy = replace(
-        history,
-        states=list(history.states),
-        files=dict(history.files),
-        builds={s: dict(v) for s, v in history.builds.items()},
-    )
-    copy.record(state)
-    return copy
 
 
 def record_builds(

@@ -28,12 +28,10 @@ from builder.core.errors import PfbuildError
 from builder.publish.history import HISTORY_NAME, History, State, read_signed_history
 from builder.publish.signing import SigningConfig, ensure_signing_key, stop_agent
 from builder.publish.tree import KEY_FILE_NAME, MANIFEST_NAME
-from builder.publish.treecheck import index_text, verify_tree
+from builder.publish.treecheck import PACKAGES_NAMES, index_text, verify_tree
 from builder.publish.treefiles import TreeFiles
 
 log = logging.getLogger("pfbuild")
-
-PACKAGES_NAMES = ("Packages", "Packages.gz", "Packages.bz2")
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,9 @@ def _copy_in(files: TreeFiles, rel: str, dest: Path, *, required: bool = True) -
             )
         return None
     target = dest / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    if source != target:  # a download lands in `dest` itself
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
     return target
 
 
@@ -114,29 +113,32 @@ def _unverified_suites(manifest: Path) -> list[str]:
 
 
 def fetch_tree(location: str, dest: Path) -> None:
-    """Copy the files of a published tree that its indexes name into `dest` (not verified)."""
-    with tempfile.TemporaryDirectory(prefix="pfbuild-live-") as scratch:
-        files = TreeFiles(location, Path(scratch))
-        manifest = _required(files, MANIFEST_NAME, dest)
-        _required(files, KEY_FILE_NAME, dest)
-        _copy_in(files, HISTORY_NAME, dest, required=False)
-        pool: set[str] = set()
-        for suite in _unverified_suites(manifest):
-            inrelease = _required(files, f"dists/{suite}/InRelease", dest)
-            # Which files to fetch is read from the unverified copy; verify_tree then checks
-            # every one of them against the signature, so a lie here only fails the check.
-            for name in release_hashes(inrelease.read_bytes()):
-                if Path(name).name not in PACKAGES_NAMES:
-                    continue
-                index = _copy_in(files, f"dists/{suite}/{name}", dest, required=False)
-                if index is None:
-                    continue
-                for para in deb822.Packages.iter_paragraphs(
-                    index_text(index).decode(errors="replace"), use_apt_pkg=False
-                ):
-                    pool.add(para["Filename"])
-        for rel in sorted(pool):
-            _required(files, rel, dest)
+    """Copy the files of a published tree that its indexes name into `dest` (not verified).
+
+    A remote tree's files are downloaded into `dest` as they are (`verify_release` can reuse
+    them there); a folder's are copied, so that it may change under us without effect.
+    """
+    files = TreeFiles(location, dest)
+    manifest = _required(files, MANIFEST_NAME, dest)
+    _required(files, KEY_FILE_NAME, dest)
+    _copy_in(files, HISTORY_NAME, dest, required=False)
+    pool: set[str] = set()
+    for suite in _unverified_suites(manifest):
+        inrelease = _required(files, f"dists/{suite}/InRelease", dest)
+        # Which files to fetch is read from the unverified copy; verify_tree then checks
+        # every one of them against the signature, so a lie here only fails the check.
+        for name in release_hashes(inrelease.read_bytes()):
+            if Path(name).name not in PACKAGES_NAMES:
+                continue
+            index = _copy_in(files, f"dists/{suite}/{name}", dest, required=False)
+            if index is None:
+                continue
+            for para in deb822.Packages.iter_paragraphs(
+                index_text(index).decode(errors="replace"), use_apt_pkg=False
+            ):
+                pool.add(para["Filename"])
+    for rel in sorted(pool):
+        _required(files, rel, dest)
 
 
 def _history(tree: Path, fingerprint: str, index: dict[str, dict[str, IndexedFile]]) -> History:

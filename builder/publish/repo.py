@@ -40,6 +40,7 @@ from builder.publish.aptly import (
     write_aptly_config,
 )
 from builder.publish.history import (
+    DATE_FORMAT,
     DEFAULT_KEEP,
     History,
     State,
@@ -252,7 +253,7 @@ def _live_files(run: _Run, suite: str, keys: Sequence[str]) -> dict[str, Path]:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(DATE_FORMAT, time.gmtime())
 
 
 def _publish_suite(
@@ -360,9 +361,11 @@ def rollback_suite(
     with _publishing(ctx, key, options, base) as run:
         history: SuiteHistory = run.history.suite(suite)
         if history.live is None:
+            where = base.path if base else ctx.workspace
             raise PfbuildError(
-                f"suite {suite} is not published",
-                fix=f"published suites: {', '.join(sorted(run.history.suites)) or 'none'}",
+                f"suite {suite} was never published in {where}",
+                f"published suites: {', '.join(sorted(run.history.suites)) or 'none'}",
+                "publish it first, or pass the --workspace or --base that published it",
             )
         _index, target = history.rollback_state(suite)
         files = _live_files(run, suite, list(target.packages))
@@ -379,14 +382,3 @@ def rollback_suite(
         refresh_tree(ctx, key, options.url, _live_suites(run), run.history)
     log.info("%s: rolled back to the state of %s", suite, target.date or "the first publish")
     return target.date or "the first publish"
-
-
-def check_rollback(ctx: Context, suite: str, key: SigningKey, base: LiveTree | None) -> None:
-    """Refuse, before aptly is touched, a rollback that has nothing to go to."""
-    live = base or _local_tree(ctx, key)
-    if live is None or live.history.suite(suite).live is None:
-        raise PfbuildError(
-            f"suite {suite} was never published in {base.path if base else ctx.workspace}",
-            fix="publish it first, or pass the --workspace or --base that published it",
-        )
-    live.history.suite(suite).rollback_state(suite)

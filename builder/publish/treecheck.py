@@ -57,6 +57,10 @@ def _tree_manifest(tree: Path) -> tuple[str, list[str]]:
     return fingerprint, suites
 
 
+# The Packages index in each compression apt may fetch it in.
+PACKAGES_NAMES = ("Packages", "Packages.gz", "Packages.bz2")
+
+
 def index_text(path: Path) -> bytes:
     """A Packages index's text, whichever compression it has."""
     data = path.read_bytes()
@@ -98,7 +102,7 @@ def _verify_suite(
             continue  # aptly lists compressions it did not write; apt fetches one of them
         if path.stat().st_size != size or sha256_file(path) != sha256:
             raise _refuse(f"{path} does not match its signed InRelease", "the index changed")
-        if Path(name).name in ("Packages", "Packages.gz", "Packages.bz2"):
+        if Path(name).name in PACKAGES_NAMES:
             indexes += 1
             for para in deb822.Packages.iter_paragraphs(
                 index_text(path).decode(), use_apt_pkg=False

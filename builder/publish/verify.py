@@ -61,11 +61,10 @@ from builder.publish.cosign import Cosign, image_id_blob, verify_blob
 from builder.publish.dsse import verify_envelope
 from builder.publish.sbom import BomSubject, read_bom
 from builder.publish.tree import ATTESTATIONS_DIR, KEY_FILE_NAME, MANIFEST_NAME
-from builder.publish.treecheck import index_text, verified_release
+from builder.publish.treecheck import PACKAGES_NAMES, index_text, verified_release
 from builder.publish.treefiles import TreeFiles
 
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-PACKAGES_NAMES = ("Packages", "Packages.gz", "Packages.bz2")
 T = TypeVar("T")
 
 
@@ -427,12 +426,14 @@ def verify_release(
     image_id_of: Callable[[str], str] | None = None,
     cosign: Callable[[], Cosign] | None = None,
     boms: dict[str, BomSubject] | None = None,
+    cache: Path | None = None,
 ) -> tuple[str, list[Link]]:
     """Check every link from the pinned key to the release's packages, SBOMs and images.
 
     `image_id_of` gives a local image's ID, `cosign` the cosign to verify its signature with;
     both are asked only for `images`. `boms`, when given, receives the image SBOMs whose links
-    held, by variant.
+    held, by variant. `cache` is where a remote tree's files go (and files already downloaded
+    there, by `fetch_tree`, are not fetched again); they are checked all the same.
     """
     fpr = fingerprint.upper()
     if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", fpr):
@@ -441,7 +442,7 @@ def verify_release(
         )
     with tempfile.TemporaryDirectory(prefix="pfbuild-verify-") as tmp:
         scratch = Path(tmp)
-        files = TreeFiles(location, scratch / "tree")
+        files = TreeFiles(location, cache or scratch / "tree")
         name = choose_release(files, release)
         folder = release_folder(name)
         envelope = files.read(f"{folder}/{PROVENANCE_NAME}")

@@ -9,14 +9,11 @@ key. The oracles are apt in containers of each target, docker, gpg and the serve
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +30,7 @@ from builder.model.distro import TARGETS
 from builder.publish.signing import gpg_cmdline
 from tests.conftest import REPO
 from tests.e2e.conftest import VERSION
-from tests.fixtures.apt import AptContainer, free_port
+from tests.fixtures.apt import AptContainer, served_folder
 from tests.fixtures.cli import run_pfbuild
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +41,6 @@ RUNS = Path(os.environ.get("PFBUILD_TEST_WORKSPACE", "/var/tmp/pfbuild-test-work
 RUNNER_CACHE = ("cache", "chroots", "images", "keyrings", "sources")
 IMAGE_NAME = "pfbuild-e2e-scheduled"
 TIMEOUT = 3600
-
-
-def _quiet(directory: Path) -> type[http.server.SimpleHTTPRequestHandler]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return functools.partial(Handler, directory=str(directory))  # type: ignore[return-value]
 
 
 @dataclass
@@ -100,7 +89,7 @@ class Live:
         )
 
     def snapshot(self) -> dict[str, int]:
-        """Every file of the site with its size and mtime (changed by any publish)."""
+        """Every file of the site with its mtime (a publish replaces the whole folder)."""
         return {
             str(p.relative_to(self.site)): p.stat().st_mtime_ns
             for p in self.site.rglob("*")
@@ -121,25 +110,26 @@ def live(release: subprocess.CompletedProcess[str], shared_workspace: Path) -> I
         gpg_cmdline(shared_workspace / "signing", "--export-secret-keys", fingerprint)
     ).stdout
     key_file.write_bytes(secret)
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _quiet(site))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
         "PFBUILD_SIGNING_KEY_FILE": str(key_file),
         "PFBUILD_SIGNING_KEY": fingerprint,
         "PFBUILD_REQUIRE_KEY": fingerprint,
     }
     try:
-        yield Live(shared_workspace, site, f"http://127.0.0.1:{port}/", fingerprint, env)
+        with served_folder(site) as url:
+            yield Live(shared_workspace, site, url, fingerprint, env)
     finally:
-        server.shutdown()
-        server.server_close()
         client = docker.from_env()
         for image in client.images.list(name=IMAGE_NAME) + client.images.list(
             name="pfbuild-base-e2e"
         ):
             for tag in image.tags:
                 client.images.remove(tag, force=True)
+        # The throwaway key of run 6 started an agent of its own.
+        subprocess.run(
+            ["gpgconf", "--homedir", str(RUNS / "other-gnupg"), "--kill", "gpg-agent"],
+            check=False,
+        )
 
 
 def _pf(n: int, suffix: str) -> str:

@@ -7,10 +7,7 @@ gpgv and the Packages indexes, not pfbuild's own view.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from builder.core import run
 from builder.core.context import Context, prepare_workspace
 from builder.model.distro import RESOLUTE, TRIXIE, Distribution
 from builder.publish.signing import SigningConfig, ensure_signing_key, gpg_cmdline, stop_agent
-from tests.fixtures.apt import AptContainer, apt_container, free_port
+from tests.fixtures.apt import AptContainer, apt_container, served_folder
 from tests.fixtures.builds import make_build
 
 pytestmark = pytest.mark.integration
@@ -31,22 +28,13 @@ pytestmark = pytest.mark.integration
 __all__ = ["apt_container"]  # the fixture this module borrows
 
 
-def _quiet_handler(directory: Path) -> type[http.server.SimpleHTTPRequestHandler]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return functools.partial(Handler, directory=str(directory))  # type: ignore[return-value]
-
-
 class Live:
     """The live repository: a folder served on 127.0.0.1 like a static site, and its key."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, url: str) -> None:
         self.root = root
         self.site = root / "site"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = url
         self.key_file = root / "signing-key.gpg"
         self.runs = 0
 
@@ -89,21 +77,15 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def live(tmp_path: Path, signing_key_file: Path) -> Iterator[Live]:
     """Run 1 has published hello 1.0 for both targets; the site is served while the test runs."""
-    live = Live(tmp_path)
-    shutil.copy(signing_key_file, live.key_file)
-    live.site.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", live.port), _quiet_handler(live.site))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    (tmp_path / "site").mkdir()
+    with served_folder(tmp_path / "site") as url:
+        live = Live(tmp_path, url)
+        shutil.copy(signing_key_file, live.key_file)
         ctx = live.run()
         for dist in (TRIXIE, RESOLUTE):
             make_build(ctx, dist, "1.0")
         assert live.publish(ctx, "hello", "1.0", base=False) == 0
         yield live
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _ver(upstream: str, dist: Distribution) -> str:
