@@ -35,9 +35,13 @@ class EnvRecord:
     inputs: str
     created: float
 
-    def is_fresh(self, inputs: str, max_age_days: float, now: float) -> bool:
-        """Same inputs and younger than the configured age."""
-        return self.inputs == inputs and now - self.created <= max_age_days * 86400
+    def is_fresh(self, inputs: str, ctx: Context, now: float) -> bool:
+        """Same inputs, younger than the configured age and not older than the run asks."""
+        return (
+            self.inputs == inputs
+            and now - self.created <= ctx.max_age_days * 86400
+            and self.created >= ctx.envs_after
+        )
 
 
 def _read_record(path: Path) -> EnvRecord | None:
@@ -98,7 +102,7 @@ def ensure_chroot_tarball(ctx: Context, dist: Distribution, *, now: float | None
     # Builds of several recipes for one target need it at once: one makes it, the others wait.
     with resource_lock(ctx.resource_lock(f"chroot-{dist.name}-{dist.arch}"), tarball.name):
         record = _read_record(record_path)
-        if record and tarball.is_file() and record.is_fresh(inputs, ctx.max_age_days, now):
+        if record and tarball.is_file() and record.is_fresh(inputs, ctx, now):
             log.info("%s: chroot tarball reused (%s)", dist.name, tarball)
             return tarball
         log.info("%s: making chroot tarball with mmdebstrap", dist.name)
@@ -137,7 +141,7 @@ def _ensure_base_image(
     record_path = ctx.images_dir / f"base-{dist.name}.json"
     inputs = _inputs_key("image", dist, keyring, mmdebstrap_version())
     record = _read_record(record_path)
-    if record and record.is_fresh(inputs, ctx.max_age_days, now):
+    if record and record.is_fresh(inputs, ctx, now):
         try:
             client.images.get(record.ref)
             log.info("%s: base image reused (%s)", dist.name, record.ref)

@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from builder.bootstrap.buildenv import ensure_base_image
+from builder.bootstrap.keyring import ensure_keyring
 from builder.commands.common import (
     add_base_argument,
     add_listing_arguments,
@@ -21,12 +22,13 @@ from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.engine import docker_client
 from builder.core.errors import PfbuildError
+from builder.fetch.archive import ArchiveChain
 from builder.image.sbom import image_packages_installed
 from builder.model.distro import Distribution
 from builder.model.loader import load_recipe
 from builder.pipeline import triggers
 from builder.pipeline.release import release_builds
-from builder.pipeline.updates import check_upstream, newest_from_debian
+from builder.pipeline.updates import check_upstream, index_versions, newest_from_debian
 from builder.publish.attestations import release_name
 from builder.publish.live import LiveTree, fetch_live, pinned_fingerprint
 from builder.publish.sbom import BomSubject
@@ -35,7 +37,8 @@ from builder.publish.verify import verify_release
 NAME = "check-updates"
 HELP = (
     "say whether the live repository needs a rebuild and why (newer upstream or Debian "
-    f"packaging, changed inputs, image base updates, age); exit 0 when it does, "
+    f"packaging, changed inputs, a moved build environment, image base updates, age); exit 0 "
+    f"when it does, "
     f"{int(Exit.NOTHING_TO_DO)} when not"
 )
 
@@ -70,6 +73,21 @@ def _base_packages(ctx: Context) -> Callable[[Distribution], Mapping[str, str]]:
         tag = ensure_base_image(ctx, dist)
         records = image_packages_installed(docker_client(ctx), tag)
         return {r.name: r.version for r in records}
+
+    return packages
+
+
+def _archive_packages(ctx: Context) -> triggers.ArchivePackages:
+    """The versions the target's signed archive (its release suite, as the chroots use it) has."""
+
+    def packages(dist: Distribution, names: Collection[str]) -> Mapping[str, set[str]]:
+        chain = ArchiveChain(ctx, dist.archive_url, ensure_keyring(ctx, dist))
+        found: dict[str, set[str]] = {}
+        for component in dist.components:
+            index = chain.packages_index(dist.name, component, dist.arch)
+            for name, versions in index_versions(index, names).items():
+                found.setdefault(name, set()).update(versions)
+        return found
 
     return packages
 
@@ -126,9 +144,11 @@ def _check(
         )
         if reason is not None:
             reasons.append(reason)
+    builds = release_builds(recipe.name, published)
     if "inputs" in kinds:
-        builds = release_builds(recipe.name, published)
         reasons += triggers.inputs_reasons(live, builds, targets)
+    if "build-env" in kinds:
+        reasons += triggers.build_env_reasons(live, builds, targets, _archive_packages(ctx))
     if "image-base" in kinds:
         release = release_name(recipe.name, published)
         boms = _image_boms(args.base, fingerprint, release, cache=tree)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force-rebuild", action="store_true",
         help="with --base: build every version again under its next +pfN even when its inputs "
-        "did not change (a rebuild by age, on fresh build environments)",
+        "did not change (check-updates' age and build-env reasons); chroots and base images are "
+        "made again",
     )  # fmt: skip
     parser.add_argument(
         "--cosign-key", type=Path, metavar="FILE",
@@ -138,6 +140,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "--force-rebuild needs --base", fix="pass the live repository with --base URL|DIR"
         )
     revisions = live_revisions(ctx, request, force=args.force_rebuild)
+    if args.force_rebuild:
+        # A forced rebuild is for what moved outside the inputs (the archive, age): it runs on
+        # chroots and base images made now, not on ones cached before.
+        ctx = dataclasses.replace(ctx, envs_after=time.time())
     for rev in revisions:
         print(f"{'same' if rev.same else 'new':6}{rev.recipe} {rev.version:<32} {rev.reason}")
     if revisions and all(r.same for r in revisions):

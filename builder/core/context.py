@@ -41,6 +41,8 @@ class Context:
     build_user: str = DEFAULT_BUILD_USER
     keyring_debs: tuple[tuple[str, Path], ...] = ()
     docker_host: str | None = field(default=None)
+    # Build environments (chroot tarballs, base images) made before this time are made again.
+    envs_after: float = 0.0
 
     def archive_override(self, target: str) -> str | None:
         """The archive URL the user set for `target`, if any."""

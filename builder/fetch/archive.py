@@ -116,10 +116,17 @@ class ArchiveChain:
 
     def sources_index(self, suite: str, component: str) -> str:
         """The text of `suite`/`component` Sources, its hash proven by the signed InRelease."""
-        key = (suite, component)
+        return self._signed_index(suite, f"{component}/source/Sources.xz")
+
+    def packages_index(self, suite: str, component: str, arch: str) -> str:
+        """The text of `suite`/`component` Packages for `arch` (with its Architecture: all
+        packages), its hash proven by the signed InRelease."""
+        return self._signed_index(suite, f"{component}/binary-{arch}/Packages.xz")
+
+    def _signed_index(self, suite: str, name: str) -> str:
+        key = (suite, name)
         if key in self._indexes:
             return self._indexes[key]
-        name = f"{component}/source/Sources.xz"
         want = self.signed_release(suite).get(name)
         if want is None:
             raise PfbuildError(

@@ -21,7 +21,7 @@ from builder.model.loader import available_recipes, load_recipe
 from builder.model.recipe import Recipe
 from builder.model.version import target_version
 from builder.pipeline.provenance import templates_sha256
-from builder.publish.history import History, SuiteHistory, split_key
+from builder.publish.history import BUILD_ENV, History, SuiteHistory, split_key
 from builder.source import package as source_package
 
 
@@ -135,6 +135,10 @@ def revision(history: History, recipe: Recipe, version: str, dist: Distribution)
     newest_n = max(used)
     newest = target_version(dataclasses.replace(recipe, rebuild=newest_n), version, dist)
     recorded = suite.builds.get(recipe.source_package, {}).get(newest)
+    if recorded is not None:
+        # What the build ran with is no input the planner can compute: check-updates compares
+        # it with the target's archive, and a rebuild for it is a forced one.
+        recorded = {k: v for k, v in recorded.items() if k != BUILD_ENV}
     inputs = build_inputs(recipe, version, dist)
     if recorded == inputs:
         return Revision(
@@ -164,7 +168,7 @@ def plan_revisions(
     rebuild counter (a version is never built twice), the unchanged ones with it. `force`
     moves them all even when nothing differs (a scheduled rebuild by age, on fresh chroots).
     """
-    triples = _triples(builds, targets)
+    triples = release_triples(builds, targets)
     found = [revision(history, recipe, version, dist) for recipe, version, dist in triples]
     if all(r.same for r in found) and not force:
         return found
@@ -182,9 +186,10 @@ def plan_revisions(
     return result
 
 
-def _triples(
+def release_triples(
     builds: Sequence[tuple[Recipe, str]], targets: Sequence[Distribution]
 ) -> list[tuple[Recipe, str, Distribution]]:
+    """(recipe, version, target) of every build a release makes."""
     return [
         (recipe, version, dist)
         for recipe, version in builds

@@ -6,6 +6,9 @@ Each reason comes with its evidence and what it calls for:
   packaging   Debian has a newer packaging revision of the published release      build
   inputs      the published builds were made from other inputs (templates,        build
               recipe, pfbuild): the next +pfN
+  build-env   packages the published builds ran with (their .buildinfo's           build
+              Installed-Build-Depends) that the target's signed archive now has
+              at other versions (a point release): the next +pfN, on fresh chroots
   image-base  packages of the published image's base have other versions in the   image
               base image made today (security and point updates): the image is
               rebuilt and proven again on the same .debs
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +34,15 @@ from builder.core.errors import PfbuildError
 from builder.fetch.archive import ArchiveChain
 from builder.model.distro import Distribution
 from builder.model.recipe import Recipe
-from builder.pipeline.revisions import plan_revisions
+from builder.pipeline.revisions import plan_revisions, release_triples, revision
 from builder.pipeline.updates import debian_versions, in_series, release_key, release_of
-from builder.publish.history import DATE_FORMAT, split_key
+from builder.publish.history import BUILD_ENV, DATE_FORMAT, parse_build_env, split_key
 from builder.publish.live import LiveTree
 from builder.publish.sbom import BomSubject
 
-KINDS = ("upstream", "packaging", "inputs", "image-base", "age")
+KINDS = ("upstream", "packaging", "inputs", "build-env", "image-base", "age")
+# The reasons that call for a rebuild of unchanged inputs (`--force-rebuild`).
+FORCING = ("build-env", "age")
 DEFAULT_MAX_AGE_DAYS = 30.0
 
 
@@ -139,6 +144,57 @@ def inputs_reasons(
     ]
 
 
+# name -> the versions the target's archive has of each named package.
+ArchivePackages = Callable[[Distribution, Collection[str]], Mapping[str, Collection[str]]]
+
+
+def env_changes(recorded: Mapping[str, str], archive: Mapping[str, Collection[str]]) -> list[str]:
+    """`name old -> new` for each package a build ran with that the archive no longer has."""
+    changes = []
+    for name, version in sorted(recorded.items()):
+        now = archive.get(name, ())
+        if version not in now:
+            changes.append(f"{name} {version} -> {', '.join(sorted(now, key=Version)) or 'gone'}")
+    return changes
+
+
+def _shown(changes: Sequence[str]) -> str:
+    more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+    return ", ".join(changes[:5]) + more
+
+
+def build_env_reasons(
+    live: LiveTree,
+    builds: Sequence[tuple[Recipe, str]],
+    targets: Sequence[Distribution],
+    archive: ArchivePackages,
+) -> list[Reason]:
+    """Published builds whose build environment the target's archive has moved on from.
+
+    Only builds the planner finds unchanged are compared (any other is rebuilt anyway), and
+    only those whose history records the environment (older histories do not).
+    """
+    reasons = []
+    for recipe, version, dist in release_triples(builds, targets):
+        rev = revision(live.history, recipe, version, dist)
+        builds_of = live.history.suite(dist.name).builds.get(recipe.source_package, {})
+        recorded = builds_of.get(rev.version, {}).get(BUILD_ENV) if rev.same else None
+        if recorded is None:
+            continue
+        packages = parse_build_env(recorded)
+        changes = env_changes(packages, archive(dist, packages.keys()))
+        if changes:
+            reasons.append(
+                Reason(
+                    "build-env",
+                    "build",
+                    f"{recipe.name} {dist.name}: {rev.version} was built with packages the "
+                    f"{dist.name} archive has moved on from: {_shown(changes)}",
+                )
+            )
+    return reasons
+
+
 def base_changes(bom: BomSubject, base: Mapping[str, str]) -> list[str]:
     """`name old -> new` for each package of the image SBOM that the base has at another version."""
     changes = []
@@ -162,11 +218,12 @@ def image_reasons(
             continue
         changes = base_changes(bom, base_packages(dist))
         if changes:
-            shown = ", ".join(changes[:5]) + (
-                f" and {len(changes) - 5} more" if len(changes) > 5 else ""
-            )
             reasons.append(
-                Reason("image-base", "image", f"image {dist.variant}: {shown} in today's base")
+                Reason(
+                    "image-base",
+                    "image",
+                    f"image {dist.variant}: {_shown(changes)} in today's base",
+                )
             )
     return reasons
 

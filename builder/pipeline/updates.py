@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,18 +83,26 @@ def listing_versions(text: str, package: str, series: str) -> list[str]:
     return sorted(found, key=release_key, reverse=True)
 
 
+_PACKAGE_FIELD = re.compile(r"^Package: (\S+)$", re.MULTILINE)
+
+
+def index_versions(index_text: str, names: Collection[str]) -> dict[str, set[str]]:
+    """Every Version of each named package in a Sources or Packages index."""
+    found: dict[str, set[str]] = {}
+    # A full parse of a whole index is slow; pick the paragraphs by name first.
+    for para_text in index_text.split("\n\n"):
+        match = _PACKAGE_FIELD.search(para_text)
+        if match is None or match.group(1) not in names:
+            continue
+        para = deb822.Deb822(para_text)
+        if para.get("Package") == match.group(1) and "Version" in para:
+            found.setdefault(match.group(1), set()).add(para["Version"])
+    return found
+
+
 def debian_versions(index_text: str, package: str) -> list[str]:
     """Every Version of source `package` in a Sources index, newest first."""
-    marker = f"Package: {package}\n"
-    found: set[str] = set()
-    # A full parse of a whole Sources index is slow; pick the paragraphs by name first.
-    for para_text in index_text.split("\n\n"):
-        if not para_text.startswith(marker) and f"\n{marker}" not in para_text:
-            continue
-        para = deb822.Sources(para_text)
-        if para.get("Package") == package and "Version" in para:
-            found.add(para["Version"])
-    return sorted(found, key=Version, reverse=True)
+    return sorted(index_versions(index_text, {package}).get(package, ()), key=Version, reverse=True)
 
 
 def sources_versions(index_text: str, package: str, series: str) -> list[str]:

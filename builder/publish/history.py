@@ -9,7 +9,9 @@ past comes from the live tree, verified by the pinned key like everything else i
   files      every package file the suite ever published, with its SHA-256: a version that left
              the index (retention, rollback) still may not come back with other content
   builds     the inputs of every (source, version) built for the suite: the planner compares a
-             new build's inputs with them to decide between "nothing to do" and the next +pfN
+             new build's inputs with them to decide between "nothing to do" and the next +pfN;
+             "build-env" among them holds the packages the build ran with (its .buildinfo's
+             Installed-Build-Depends), which check-updates compares with the target's archive
 
 It is a DSSE envelope signed by the repository key (builder.publish.dsse), beside the InRelease
 files it describes.
@@ -36,6 +38,8 @@ SCHEMA_VERSION = 1
 DEFAULT_KEEP = 3
 # When a state was published (UTC), as the history writes it.
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The build input that names the build environment's packages: "name=version" words.
+BUILD_ENV = "build-env"
 
 _KEYED_SHA256 = {"type": "object", "additionalProperties": SHA256}
 HISTORY_SCHEMA: dict[str, Any] = {
@@ -222,6 +226,16 @@ def keep_newest(packages: Mapping[str, str], keep: int) -> dict[str, str]:
 def conflicts(history: SuiteHistory, new: Mapping[str, str]) -> list[str]:
     """New package keys the suite once published with other content."""
     return sorted(k for k, sha in new.items() if history.files.get(k, sha) != sha)
+
+
+def format_build_env(packages: Mapping[str, str]) -> str:
+    """The build environment as the history keeps it: sorted `name=version` words."""
+    return " ".join(f"{name}={version}" for name, version in sorted(packages.items()))
+
+
+def parse_build_env(text: str) -> dict[str, str]:
+    """name -> version of a recorded build environment."""
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
 
 
 def record_builds(

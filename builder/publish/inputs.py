@@ -157,6 +157,27 @@ def _describe(identity: tuple[str, str, frozenset[str]]) -> str:
     return f"{identity[0]} {identity[1]} ({' '.join(sorted(identity[2]))})"
 
 
+def build_environment(build_dir: Path) -> tuple[str, str, dict[str, str]] | None:
+    """Source, version and the packages (name -> version) a build ran with, from its .buildinfo.
+
+    None when the build has no single .buildinfo to say so (a hand-made build published
+    unchecked): its environment is unknown, not empty.
+    """
+    found = sorted(build_dir.glob("*.buildinfo"))
+    if len(found) != 1:
+        return None
+    with found[0].open() as handle:
+        buildinfo = deb822.BuildInfo(handle)
+    source, version, _archs = _identity(found[0], buildinfo)
+    packages = {
+        rel["name"]: rel["version"][1]
+        for alternatives in buildinfo.relations["installed-build-depends"] or ()
+        for rel in alternatives
+        if rel.get("version") and rel["version"][0] == "="
+    }
+    return source, version, packages
+
+
 def check_build_records(build_dir: Path, source: str, version: str, arch: str) -> None:
     """Refuse unless .changes and .buildinfo agree with each other and with every package file."""
     changes_path = _records(build_dir, ".changes")

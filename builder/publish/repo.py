@@ -40,16 +40,18 @@ from builder.publish.aptly import (
     write_aptly_config,
 )
 from builder.publish.history import (
+    BUILD_ENV,
     DATE_FORMAT,
     DEFAULT_KEEP,
     History,
     State,
     SuiteHistory,
     conflicts,
+    format_build_env,
     keep_newest,
     record_builds,
 )
-from builder.publish.inputs import collect_debs, deb_info
+from builder.publish.inputs import build_environment, collect_debs, deb_info
 from builder.publish.live import LiveTree, load_tree
 from builder.publish.signing import SigningKey
 from builder.publish.tree import (
@@ -320,11 +322,31 @@ def publish_repo(
             if state is not None:
                 states.append(state)
                 if state.changed and inputs:
-                    record_builds(run.history.suite(dist.name), inputs.get(dist.name, ()))
+                    record_builds(
+                        run.history.suite(dist.name),
+                        _with_build_env(inputs.get(dist.name, ()), debs[dist.name]),
+                    )
         _keep_other_suites(ctx, run, targets, options)
         if run.published:
             refresh_tree(ctx, key, options.url, _live_suites(run), run.history)
     return states
+
+
+def _with_build_env(
+    builds: Sequence[tuple[str, str, Mapping[str, str]]], debs: Sequence[Path]
+) -> list[tuple[str, str, Mapping[str, str]]]:
+    """The builds' inputs with the packages each build ran with (from its checked .buildinfo)."""
+    envs = {}
+    for build_dir in sorted({deb.parent for deb in debs}):
+        found = build_environment(build_dir)
+        if found is not None:
+            envs[found[:2]] = format_build_env(found[2])
+    return [
+        (source, version, {**inputs, BUILD_ENV: envs[(source, version)]})
+        if (source, version) in envs
+        else (source, version, inputs)
+        for source, version, inputs in builds
+    ]
 
 
 def _live_suites(run: _Run) -> dict[str, str]:

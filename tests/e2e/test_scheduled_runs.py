@@ -9,6 +9,7 @@ key. The oracles are apt in containers of each target, docker, gpg and the serve
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from debian import deb822
@@ -182,6 +184,20 @@ def apt_clients(live: Live) -> Iterator[dict[str, AptContainer]]:
             apt.container.remove(force=True)
 
 
+def _history(site: Path) -> dict[str, Any]:
+    """The payload of the site's history envelope."""
+    envelope = json.loads((site / "pfbuild-history.json").read_text())
+    payload: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
+    return payload
+
+
+def _build_env(buildinfo: Path) -> str:
+    """The Installed-Build-Depends of a .buildinfo as `name=version` words, sorted."""
+    field = deb822.BuildInfo(buildinfo.read_text())["Installed-Build-Depends"]
+    pins = sorted(entry.strip().removesuffix(")").split(" (= ") for entry in field.split(","))
+    return " ".join(f"{name}={version}" for name, version in pins)
+
+
 def _installed(apt: AptContainer, package: str) -> str:
     return _sh(apt, f"dpkg-query -W -f '${{Version}}' {package}").strip()
 
@@ -280,6 +296,12 @@ def test_scheduled_runs_on_one_live_repository(
         assert _installed(apt, "postfix") == _pf(2, suffix)
         # The edited template reached the installed package.
         assert "after a template edit" in _sh(apt, "cat /usr/share/postfix/main.cf.debian")
+    # The history records what each build ran with, as sbuild's .buildinfo lists it: what
+    # check-updates later compares with the target's archive.
+    builds = _history(live.site)["suites"]["trixie"]["builds"]["postfix"]
+    assert builds[_pf(2, "~trixie")]["build-env"] == _build_env(
+        next((ws / "artifacts").glob(f"**/postfix_{_pf(2, '~trixie')}_amd64.buildinfo"))
+    )
 
     # ---- run 5: a rollback from the repository's own history, on a cold workspace.
     ws = live.workspace(warm=False)

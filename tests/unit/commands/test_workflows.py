@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from builder.cli import build_parser
+from builder.pipeline import triggers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
@@ -169,3 +171,16 @@ def test_builds_meet_again_through_verified_artifacts() -> None:
     assert "pfbuild publish --from incoming" in jobs["publish"]
     assert re.search(r'pfbuild\s+image --from "\$PFBUILD_REPO_URL" ', jobs["image"])
     assert "PFBUILD_REQUIRE_KEY: ${{ vars.PFBUILD_SIGNING_FINGERPRINT }}" in jobs["image"]
+
+
+@pytest.mark.parametrize("kind", triggers.KINDS)
+def test_the_reasons_that_force_a_rebuild_are_check_updates_forcing_ones(kind: str) -> None:
+    """The workflow's own jq filter over an answer with one reason of each kind (real jq)."""
+    job = _jobs((WORKFLOWS / "rebuild.yml").read_text())["check-updates"]
+    found = re.search(r"force=\$\(jq -r '([^']+)' updates\.json\)", job)
+    assert found, "the check-updates job must derive `force` from the reasons"
+    answer = json.dumps({"action": "build", "reasons": [{"kind": kind, "action": "build"}]})
+    proc = subprocess.run(
+        ["jq", "-r", found.group(1)], input=answer, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == ("true" if kind in triggers.FORCING else "false")

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from builder import cli
+from builder.commands import check_updates
 from builder.core import run
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.fetch.archive import ArchiveChain
 from builder.fetch.cache import index_path
 from builder.fetch.sources import fetch
+from builder.model.distro import TRIXIE, HostKeyring
 from builder.model.recipe import Recipe, UpstreamMirror
+from builder.pipeline import triggers
 from tests.fixtures.hostile_http import endless, ok, serve
 from tests.fixtures.sources import (
     DOWN,
@@ -120,13 +123,15 @@ def test_another_dsc_pin_is_not_served_from_the_cache(
     assert err[-1].startswith("pfbuild: error: no mirror delivered a verified postfix 3.11.6")
 
 
-def _signed_archive(where: Path, key: SigningKey, index: bytes) -> Path:
-    """dists/sid with an InRelease the key signs for `index` as main/source/Sources.xz."""
+def _signed_archive(
+    where: Path, key: SigningKey, index: bytes, name: str = "main/source/Sources.xz"
+) -> Path:
+    """dists/sid with an InRelease the key signs for `index` as `name`."""
     suite = where / "dists" / "sid"
     suite.mkdir(parents=True)
     digest = hashlib.sha256(index).hexdigest()
     (suite / "Release").write_text(
-        f"Suite: unstable\nCodename: sid\nSHA256:\n {digest} {len(index)} main/source/Sources.xz\n"
+        f"Suite: unstable\nCodename: sid\nSHA256:\n {digest} {len(index)} {name}\n"
     )
     gpg: list[str | Path] = ["gpg", "--homedir", key.home, "--batch", "--yes"]
     run.run([*gpg, "--output", suite / "InRelease", "--clearsign", suite / "Release"])
@@ -178,3 +183,37 @@ def test_the_index_names_the_anchor_of_each_entry(ctx: Context) -> None:
         "dsc_sha256": "fcdbbfce92caefb61bf984fe6d36568cffeea3ec2fa436702bf4307181ab4b72",
     }
     assert cached_files(ctx.cache_dir / "sources")
+
+
+def test_the_build_environment_is_compared_with_the_signed_packages_index(
+    ctx: Context, tmp_path: Path, foreign_key: SigningKey
+) -> None:
+    """check-updates reads the target's Packages through its signed InRelease, nothing else."""
+    packages = (
+        b"Package: libc6\nVersion: 2.41-12+deb13u1\nArchitecture: amd64\n\n"
+        b"Package: debhelper\nArchitecture: all\nVersion: 13.24.2\n\n"
+        b"Package: libc6-dev\nVersion: 2.41-12+deb13u1\n"
+    )
+    genuine = lzma.compress(packages)
+    name = "main/binary-amd64/Packages.xz"
+    keyring = _signed_archive(tmp_path / "archive", foreign_key, genuine, name)
+    inrelease = (tmp_path / "archive" / "dists" / "sid" / "InRelease").read_bytes()
+    routes = {"/dists/sid/InRelease": [ok(inrelease)], f"/dists/sid/{name}": [ok(genuine)]}
+    env = {"libc6": "2.41-12", "debhelper": "13.24.2", "gcc-14": "14.2.0-19"}
+    with serve(routes) as (base, _state):
+        sid = dataclasses.replace(TRIXIE, name="sid", archive_url=base, keyring=HostKeyring(
+            str(keyring), "test-keyring"))  # fmt: skip
+        found = check_updates._archive_packages(ctx)(sid, env.keys())
+    assert found == {"libc6": {"2.41-12+deb13u1"}, "debhelper": {"13.24.2"}}
+    assert triggers.env_changes(env, found) == [
+        "gcc-14 14.2.0-19 -> gone",
+        "libc6 2.41-12 -> 2.41-12+deb13u1",
+    ]
+    # An index that is not the signed one is not read.
+    routes[f"/dists/sid/{name}"] = [ok(lzma.compress(packages.replace(b"+deb13u1", b"")))]
+    for cached in (ctx.cache_dir / "archive").glob("*"):
+        cached.unlink()
+    with serve(routes) as (base, _state):
+        sid = dataclasses.replace(sid, archive_url=base)
+        with pytest.raises(PfbuildError, match="does not match its signed InRelease"):
+            check_updates._archive_packages(ctx)(sid, env.keys())

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 
+from builder.bootstrap.buildenv import EnvRecord
+from builder.core.context import Context
 from builder.core.errors import PfbuildError
-from builder.model.distro import RESOLUTE, TRIXIE
+from builder.model.distro import RESOLUTE, TRIXIE, Distribution
 from builder.model.loader import load_recipe, maintainer_from_env
 from builder.model.recipe import Recipe
 from builder.model.version import rebuild_counter, target_version
 from builder.pipeline import triggers
 from builder.pipeline.revisions import build_inputs, plan_revisions, revision
-from builder.publish.history import History, State
+from builder.publish.history import BUILD_ENV, History, State, format_build_env, parse_build_env
 from builder.publish.live import IndexedFile, LiveTree
 from builder.publish.sbom import BomComponent, BomSubject
 
@@ -153,3 +156,56 @@ def test_image_base_changes_call_for_images_alone() -> None:
     assert check.action == "image"
     assert triggers.image_reasons({"debian": bom}, [TRIXIE], lambda _d: {"libc6": "2.41-12"}) == []
     assert triggers.UpdateCheck("postfix", "3.11.6", "3.11.6").action == "none"
+
+
+def test_a_moved_build_environment_calls_for_a_build_of_the_unchanged_inputs() -> None:
+    history = History()
+    env = {"gcc-14": "14.2.0-19", "libc6-dev": "2.41-12", "debhelper": "13.24.2"}
+    recorded = {**build_inputs(POSTFIX, "3.11.6", TRIXIE), BUILD_ENV: format_build_env(env)}
+    version = _published(history, POSTFIX, "3.11.6", 1, recorded)
+    # What the build ran with is no planner input: the same version is still "the same".
+    assert revision(history, POSTFIX, "3.11.6", TRIXIE).same
+    live = _live(history, {})
+    asked: list[tuple[str, set[str]]] = []
+
+    def archive(moved: dict[str, set[str]]) -> triggers.ArchivePackages:
+        def packages(dist: Distribution, names: Collection[str]) -> dict[str, set[str]]:
+            asked.append((dist.name, set(names)))
+            return {n: moved.get(n, {env[n]}) for n in names}
+
+        return packages
+
+    builds = [(POSTFIX, "3.11.6")]
+    assert triggers.build_env_reasons(live, builds, [TRIXIE], archive({})) == []
+    assert asked == [("trixie", set(env))]
+    # A point release moved libc6-dev and removed debhelper's version.
+    moved = archive({"libc6-dev": {"2.41-12+deb13u1"}, "debhelper": set()})
+    reasons = triggers.build_env_reasons(live, builds, [TRIXIE], moved)
+    assert [(r.kind, r.action) for r in reasons] == [("build-env", "build")]
+    assert version in reasons[0].evidence
+    assert "debhelper 13.24.2 -> gone, libc6-dev 2.41-12 -> 2.41-12+deb13u1" in reasons[0].evidence
+    assert "gcc-14" not in reasons[0].evidence
+    # A history that does not record the environment (or a build that is rebuilt anyway for
+    # its inputs) is not compared.
+    bare = History()
+    _published(bare, POSTFIX, "3.11.6", 1)
+    assert triggers.build_env_reasons(_live(bare, {}), builds, [TRIXIE], moved) == []
+    edited = History()
+    _published(edited, POSTFIX, "3.11.6", 1, {**recorded, "templates": "old"})
+    assert triggers.build_env_reasons(_live(edited, {}), builds, [TRIXIE], moved) == []
+
+
+def test_the_build_environment_round_trips_through_the_history_format() -> None:
+    env = {"libc6": "2.41-12", "dpkg-dev": "1.22.21", "gcc-14-base": "1:14.2.0-19"}
+    text = format_build_env(env)
+    assert text == "dpkg-dev=1.22.21 gcc-14-base=1:14.2.0-19 libc6=2.41-12"
+    assert parse_build_env(text) == env
+
+
+def test_a_forced_rebuild_makes_its_build_environments_again(tmp_path: Path) -> None:
+    record = EnvRecord("trixie", "chroot", "x.tar", "inputs", created=1000.0)
+    ctx = Context(workspace=tmp_path)
+    assert record.is_fresh("inputs", ctx, now=2000.0)
+    assert not record.is_fresh("other", ctx, now=2000.0)
+    assert not record.is_fresh("inputs", dataclasses.replace(ctx, envs_after=1500.0), now=2000.0)
+    assert record.is_fresh("inputs", dataclasses.replace(ctx, envs_after=1000.0), now=2000.0)

@@ -140,6 +140,32 @@ def test_checked_debs_accepts_a_build_its_changes_vouches_for(ctx: Context) -> N
 
 
 @pytest.mark.integration  # dpkg-deb makes and reads the .debs
+def test_the_build_environment_of_a_build_goes_into_its_recorded_inputs(ctx: Context) -> None:
+    build_dir = make_build(ctx, TRIXIE, "1.0")
+    debs = inputs.checked_debs(build_dir)
+    version = "1.0-1+pf1~trixie"
+    recorded = [("pfbuild-hello", version, {"templates": "t"})]
+    # No .buildinfo (a hand-made build published unchecked): the environment is unknown.
+    assert publish._with_build_env(recorded, debs) == recorded
+    buildinfo = deb822.Deb822({"Format": "1.0", "Source": "pfbuild-hello", "Version": version,
+                               "Architecture": "amd64 all"})  # fmt: skip
+    buildinfo["Installed-Build-Depends"] = (
+        "\n libc6 (= 2.41-12),\n gcc-14 (= 14.2.0-19),\n dpkg-dev (= 1.22.21)"
+    )
+    (build_dir / f"pfbuild-hello_{version}_amd64.buildinfo").write_text(buildinfo.dump())
+    assert publish._with_build_env(recorded, debs) == [
+        (
+            "pfbuild-hello",
+            version,
+            {"templates": "t", "build-env": "dpkg-dev=1.22.21 gcc-14=14.2.0-19 libc6=2.41-12"},
+        )
+    ]
+    # Another build's inputs take nothing of it.
+    other = [("pfbuild-hello", "1.0-1+pf2~trixie", {"templates": "t"})]
+    assert publish._with_build_env(other, debs) == other
+
+
+@pytest.mark.integration  # dpkg-deb makes and reads the .debs
 def test_checked_debs_refuses_a_changed_file(ctx: Context) -> None:
     build_dir = make_build(ctx, TRIXIE, "1.0")
     deb = next(build_dir.glob("pfbuild-data_*.deb"))
