@@ -16,7 +16,7 @@ from builder.core.atomic import pid_temp_dir
 from builder.core.context import Context
 from builder.core.errors import PfbuildError
 from builder.model.distro import TARGETS, Distribution
-from builder.pipeline.revisions import published_inputs
+from builder.pipeline.revisions import built_rebuilds, published_inputs
 from builder.publish import repo as publish
 from builder.publish import serve, signing
 from builder.publish.aptly import ORIGIN
@@ -227,6 +227,7 @@ def _publish(
         print(f"{args.rollback:10}rolled back to the state published {when}")
         return
     recipe, version = args.recipe, args.version
+    pairs: list[tuple[str | None, str | None]] = [*builds] or [(recipe, version)]
     states = publish.publish_repo(
         ctx,
         targets,
@@ -236,7 +237,7 @@ def _publish(
         version=version,
         builds=builds,
         base=base,
-        inputs=published_inputs(targets, builds or [(recipe, version)]),
+        inputs=published_inputs(targets, pairs, built_rebuilds(ctx, targets, pairs)),
     )
     if not states:
         raise PfbuildError(

@@ -9,17 +9,20 @@ counter (+pf1 -> +pf2).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+
+from debian import deb822
 
 from builder.build import depschroot, sbuild, stage, stagedir
 from builder.core import unpack
+from builder.core.context import Context
 from builder.core.digest import code_digest, data_digest
 from builder.model import version as version_scheme
 from builder.model.distro import Distribution
 from builder.model.loader import available_recipes, load_recipe
 from builder.model.recipe import Recipe
-from builder.model.version import target_version
+from builder.model.version import rebuild_counter, target_version
 from builder.pipeline.provenance import templates_sha256
 from builder.publish.history import BUILD_ENV, History, SuiteHistory, split_key
 from builder.source import package as source_package
@@ -62,6 +65,14 @@ def build_inputs(recipe: Recipe, version: str, dist: Distribution) -> dict[str, 
     }
 
 
+def _known(builds: Sequence[tuple[str | None, str | None]]) -> Iterator[tuple[Recipe, str]]:
+    """The named builds of recipes this checkout has (no other has inputs to compare later)."""
+    known = set(available_recipes())
+    for name, version in builds:
+        if name is not None and version is not None and name in known:
+            yield load_recipe(name), version
+
+
 def published_inputs(
     targets: Sequence[Distribution],
     builds: Sequence[tuple[str | None, str | None]],
@@ -69,23 +80,36 @@ def published_inputs(
 ) -> dict[str, list[tuple[str, str, Mapping[str, str]]]]:
     """Per suite, the (source, Debian version, inputs) of the named builds, for the history."""
     found: dict[str, list[tuple[str, str, Mapping[str, str]]]] = {}
-    known = set(available_recipes())
-    for name, version in builds:
-        # A build of no recipe of this checkout has nothing to compare with later.
-        if name is None or version is None or name not in known:
-            continue
-        recipe = load_recipe(name)
+    for recipe, version in _known(builds):
         for dist in targets:
             if dist.name not in recipe.binary_packages:
                 continue
-            built = with_rebuild(recipe, (rebuilds or {}).get((name, dist.name), recipe.rebuild))
+            rebuild = (rebuilds or {}).get((recipe.name, dist.name), recipe.rebuild)
             found.setdefault(dist.name, []).append(
                 (
                     recipe.source_package,
-                    target_version(built, version, dist),
+                    target_version(with_rebuild(recipe, rebuild), version, dist),
                     build_inputs(recipe, version, dist),
                 )
             )
+    return found
+
+
+def built_rebuilds(
+    ctx: Context, targets: Sequence[Distribution], builds: Sequence[tuple[str | None, str | None]]
+) -> dict[tuple[str, str], int]:
+    """The +pfN each (recipe, target) build in the workspace carries, from its .changes.
+
+    A build made with `build --rebuild N` (or handed off from one) is recorded under the
+    version it has, not the recipe's own.
+    """
+    found: dict[tuple[str, str], int] = {}
+    for recipe, version in _known(builds):
+        for dist in targets:
+            changes = sorted(ctx.build_dir(recipe.name, version, dist.name).glob("*.changes"))
+            if len(changes) == 1:
+                debian = str(deb822.Changes(changes[0].read_text()).get("Version", ""))
+                found[(recipe.name, dist.name)] = rebuild_counter(recipe, version, dist, debian)
     return found
 
 

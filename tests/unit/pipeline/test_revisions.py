@@ -16,10 +16,17 @@ from builder.model.loader import load_recipe, maintainer_from_env
 from builder.model.recipe import Recipe
 from builder.model.version import rebuild_counter, target_version
 from builder.pipeline import triggers
-from builder.pipeline.revisions import build_inputs, plan_revisions, revision
+from builder.pipeline.revisions import (
+    build_inputs,
+    built_rebuilds,
+    plan_revisions,
+    published_inputs,
+    revision,
+)
 from builder.publish.history import BUILD_ENV, History, State, format_build_env, parse_build_env
 from builder.publish.live import IndexedFile, LiveTree
 from builder.publish.sbom import BomComponent, BomSubject
+from tests.fixtures.builds import write_changes
 
 pytestmark = pytest.mark.unit
 
@@ -209,3 +216,16 @@ def test_a_forced_rebuild_makes_its_build_environments_again(tmp_path: Path) -> 
     assert not record.is_fresh("other", ctx, now=2000.0)
     assert not record.is_fresh("inputs", dataclasses.replace(ctx, envs_after=1500.0), now=2000.0)
     assert record.is_fresh("inputs", dataclasses.replace(ctx, envs_after=1000.0), now=2000.0)
+
+
+def test_a_build_is_recorded_under_the_counter_its_packages_carry(ctx: Context) -> None:
+    """`build --rebuild 2`, then publish: the history keys its inputs by +pf2, not +pf1."""
+    bumped = target_version(dataclasses.replace(POSTFIX, rebuild=2), "3.11.6", TRIXIE)
+    build_dir = ctx.build_dir("postfix", "3.11.6", "trixie")
+    build_dir.mkdir(parents=True)
+    write_changes(build_dir, "postfix", bumped, [])
+    pairs: list[tuple[str | None, str | None]] = [("postfix", "3.11.6"), ("elsewhere", "1.0")]
+    rebuilds = built_rebuilds(ctx, [TRIXIE, RESOLUTE], pairs)
+    assert rebuilds == {("postfix", "trixie"): 2}  # resolute: not built here
+    recorded = published_inputs([TRIXIE], pairs, rebuilds)["trixie"]
+    assert [(source, version) for source, version, _inputs in recorded] == [("postfix", bumped)]
